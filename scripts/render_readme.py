@@ -1,0 +1,30 @@
+"""Render README.md from nbs/index.ipynb (Quarto, which nbdev_readme needs, is not installable here).
+
+Markdown cells are copied as they are; code cells are skipped when tagged `#| eval: false` or `#| hide`,
+otherwise shown as fenced Python. `--check` fails when README.md differs from the rendering.
+"""
+import json, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+def render(nb_path=ROOT / "nbs" / "index.ipynb") -> str:
+    nb = json.loads(Path(nb_path).read_text(encoding="utf-8"))
+    parts = []
+    for cell in nb["cells"]:
+        src = "".join(cell["source"]).strip("\n")
+        if cell["cell_type"] == "markdown": parts.append(src)
+        elif cell["cell_type"] == "code" and not any(l.strip() in ("#| eval: false", "#| hide") for l in src.splitlines()):
+            parts.append("```python\n" + src + "\n```")
+    return "<!-- generated from nbs/index.ipynb by scripts/render_readme.py: edit the notebook, not this file -->\n\n" + "\n\n".join(parts) + "\n"
+
+def main():
+    text, readme = render(), ROOT / "README.md"
+    if "--check" in sys.argv:
+        if not readme.exists() or readme.read_text(encoding="utf-8") != text:
+            sys.exit("README.md is out of sync with nbs/index.ipynb: run `python scripts/render_readme.py`")
+        return
+    tmp = readme.with_suffix(".md.tmp"); tmp.write_text(text, encoding="utf-8"); tmp.replace(readme)
+    print("wrote", readme)
+
+if __name__ == "__main__": main()
