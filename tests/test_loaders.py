@@ -1,0 +1,53 @@
+"""The exported loaders, metrics and baselines on the fixtures in tests/fixtures/ (the distributed formats of
+shared/research/formats.md). The notebooks 04_evaluation, 04a_metrics and 04b_baselines hold the full tests;
+these check the installed modules directly, without nbdev."""
+import json
+from pathlib import Path
+import pytest
+from gemkr.benchmarks import load_gs112k, load_remuq, load_wk21m, read_kid_text_csv, toy_benchmark
+from gemkr.metrics import evaluate, read_gemkr_results, read_vrr_retrieved
+from gemkr.baselines import BaselineConfig, run_baseline
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def fixture_data(monkeypatch):
+    monkeypatch.setenv("GEMKR_DATA", str(FIX))
+
+
+def test_loaders_read_the_fixtures(fixture_data):
+    gs, wk, remuq = load_gs112k(check_images=True), load_wk21m(check_images=True), load_remuq(check_images=True)
+    assert (len(gs), len(gs.passages), gs.relevance) == (2, 3, "answer")
+    assert gs.queries[0].question == "What sport can you use this for?"
+    assert [p.title for p in wk.passages] == ["Aaron", "Aaron", "Motocross"]
+    assert [sorted(q.relevant) for q in remuq.queries] == [[1], [0]]
+
+
+def test_missing_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMKR_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="okvqa_train_corpus.csv"): load_gs112k()
+
+
+def test_malformed_row_names_file_and_line(tmp_path):
+    bad = tmp_path / "corpus.csv"
+    bad.write_text('kid,text\n0,a\n1,"b\nc"\n0,d\n')
+    with pytest.raises(ValueError, match="line 2 and .*line 5"): read_kid_text_csv(bad)
+
+
+def test_official_numbers(fixture_data):
+    gs = load_gs112k()
+    vrr = evaluate(gs, read_vrr_retrieved(FIX / "okvqa" / "retrieved.json", gs), ks=(1, 5), match="lower").loc["all"]
+    assert [vrr["P@1"], vrr["P@5"], vrr["R@1"], vrr["R@5"]] == pytest.approx([50, 20, 50, 100])
+    gs_gemkr = load_gs112k(questions_json=FIX / "gemkr" / "test.json", normalize=True, dedup=True)
+    assert [p.text for p in gs_gemkr.passages] == list(json.loads((FIX / "gemkr" / "id2text.json").read_text()).values())
+    ours = evaluate(gs_gemkr, read_gemkr_results(FIX / "gemkr" / "results_okvqa_fixture.json", gs_gemkr), ks=(5, 10)).loc["all"]
+    assert [ours["P@5"], ours["R@5"], ours["R@10"]] == pytest.approx([20, 100, 100])
+
+
+def test_baselines_on_the_toy():
+    toy = toy_benchmark()
+    named = run_baseline(toy, BaselineConfig(method="bm25_entity"), entity_name=lambda q: {"qa": "France", "qb": "bear"}[q.qid])
+    assert named == {"qa": [0, 2], "qb": [3, 4]}
+    assert run_baseline(toy, BaselineConfig(method="random", seed=1, k=3)) == run_baseline(toy, BaselineConfig(method="random", seed=1, k=3))
+    assert evaluate(toy, named, ks=(1,)).loc["all", "R@1"] == pytest.approx(50.0)
