@@ -12,20 +12,8 @@ The package's __init__ imports OVOS modules that are not installed, so we read i
 import argparse, json, re, sys, os, tempfile
 from pathlib import Path
 
-SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-
-def passages(text: str, max_words: int):
-    "Greedily pack sentences into passages of at most `max_words` words (a longer sentence stands alone)."
-    out, cur = [], []
-    for para in text.split("\n"):
-        for s in SENT.split(para.strip()):
-            if not s: continue
-            n = len(s.split())
-            if cur and sum(len(c.split()) for c in cur) + n > max_words:
-                out.append(" ".join(cur)); cur = []
-            cur.append(s)
-    if cur: out.append(" ".join(cur))
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_mini_assets import passages   # the same sentence packing as GeMKR-Mini's passages
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
