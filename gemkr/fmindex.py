@@ -233,14 +233,15 @@ def extend(self, state: State, token: int) -> State:
     if hi <= lo: return (0, 0)
     if not 0 <= token < self.vocab_size: return (0, 0)
     c = int(token) + _SHIFT; base = int(self.C[c])
-    if lo == 0 and hi == self._n: return (base, int(self.C[c + 1]))          # from the root: just C
+    if lo == 0 and hi == self._n:                       # from the root: just C
+        top = int(self.C[c + 1]); return (base, top) if top > base else (0, 0)
     if hi - lo == 1:                                     # one occurrence: it continues with bwt[lo] or not at all
         if int(self.bwt[lo]) != c: return (0, 0)
         r = base + self._rank(c, lo); return (r, r + 1)
     r_lo = self._rank(c, lo)
     if hi - lo <= (self.config.checkpoint >> 1): r_hi = r_lo + int(np.count_nonzero(self.bwt[lo:hi] == c))
     else: r_hi = self._rank(c, hi)
-    return (base + r_lo, base + r_hi)
+    return (base + r_lo, base + r_hi) if r_hi > r_lo else (0, 0)
 
 def _enumerate(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     "Distinct tokens in `bwt[lo:hi]` and their counts (external ids, int64)."
@@ -352,6 +353,28 @@ def locate(self, pattern) -> list[tuple[int, int]]:
 FMIndex._text_position, FMIndex._positions_and_docs, FMIndex.row_docs = _text_position, _positions_and_docs, row_docs
 FMIndex.doc_ids, FMIndex.locate = doc_ids, locate
 
+# %% ../nbs/01_fmindex.ipynb #400a3132
+def _enumerate_many(self, spans: Sequence[State]) -> list[tuple[np.ndarray, np.ndarray]]:
+    "`_enumerate` for many intervals with one sort: each BWT symbol is tagged with its interval's number."
+    if len(spans) <= 1: return [self._enumerate(lo, hi) for lo, hi in spans]   # one interval: nothing to share
+    sig, n = self._sigma, len(spans)
+    dt = np.uint32 if n * sig < 2**32 else np.uint64
+    keys = np.concatenate([self.bwt[lo:hi] for lo, hi in spans], dtype=dt)
+    keys += np.repeat(np.arange(0, n * sig, sig, dtype=dt), [hi - lo for lo, hi in spans])   # interval * sigma + symbol
+    keys.sort()
+    edge = np.empty(len(keys) + 1, bool); edge[0] = edge[-1] = True
+    np.not_equal(keys[1:], keys[:-1], out=edge[1:-1])
+    b = np.flatnonzero(edge)                                    # where each run of equal keys starts, and the end
+    counts = b[1:] - b[:-1]
+    owner, sym = np.divmod(keys[b[:-1]].astype(np.int64), sig)
+    keep = sym >= _SHIFT                                        # drop the separator and the sentinel
+    if not keep.all(): owner, sym, counts = owner[keep], sym[keep], counts[keep]
+    sym -= _SHIFT
+    cuts = np.searchsorted(owner, np.arange(n + 1)).tolist()
+    return [(sym[a:z], counts[a:z]) for a, z in zip(cuts[:-1], cuts[1:])]
+
+FMIndex._enumerate_many = _enumerate_many
+
 # %% ../nbs/01_fmindex.ipynb #3eb9ad1f
 def extend_many(self, states: Sequence[State], tokens: Sequence[int]) -> list[State]:
     "Extend each state by its token (one backward-search step each)."
@@ -359,9 +382,21 @@ def extend_many(self, states: Sequence[State], tokens: Sequence[int]) -> list[St
     return [self.extend((int(s[0]), int(s[1])), int(t)) for s, t in zip(states, tokens)]
 
 def continuations_many(self, states: Sequence[State]) -> list[tuple[np.ndarray, np.ndarray]]:
-    "`continuations` for many states in one call (shared cache, repeated states computed once)."
-    seen: dict = {}
-    return [seen[k] if (k := (int(s[0]), int(s[1]))) in seen else seen.setdefault(k, self.continuations(k)) for s in states]
+    """`continuations` for many states in one call: each distinct state once, single rows read directly, wide states
+    through the cache, and all the narrow uncached ones enumerated together by one sort."""
+    res: dict = {}; batch = []
+    narrow = min(self.config.cache_min_width, self.config.narrow_width + 1)
+    for s in states:
+        key = (int(s[0]), int(s[1]))
+        if key in res: continue
+        lo, hi = key
+        if hi - lo == 1:
+            c = self.bwt.item(lo)
+            res[key] = (np.array([c - _SHIFT]), _ONE) if c >= _SHIFT else (_EMPTY, _EMPTY)
+        elif 1 < hi - lo < narrow: res[key] = None; batch.append(key)
+        else: res[key] = self.continuations(key)
+    res.update(zip(batch, self._enumerate_many(batch)))
+    return [res[int(s[0]), int(s[1])] for s in states]
 
 def states(self, prefixes: Iterable[Sequence[int]]) -> list[State]:
     "The state of each prefix, reusing the memoised state of its parent prefix when there is one."

@@ -1,0 +1,31 @@
+"""The benchmarks run end to end at toy sizes (their figures are not checked here: speed targets live in bench/)."""
+import os, subprocess, sys
+from pathlib import Path
+import pandas as pd
+
+BENCH = Path(__file__).parents[1] / "bench"
+
+
+def _run(script, tmp_path, *args):
+    env = {**os.environ, "GEMKR_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1", "GEMKR_PROGRESS": "0"}
+    r = subprocess.run([sys.executable, str(BENCH / script), "--out", str(tmp_path / "out"), *args],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout, pd.read_csv(tmp_path / "out" / script.replace(".py", ".csv"))
+
+
+def test_decoding_bench_both_lms(tmp_path):
+    out, df = _run("decoding.py", tmp_path, "--tokens", "2e4", "--queries", "2", "--lm", "random", "trained",
+                   "--train-steps", "2", "--replay-reps", "1")
+    assert (tmp_path / "out" / "decoding.png").stat().st_size > 0
+    assert "random LLaMA" in out and "trained LLaMA" in out and "Target per-beam / batched index >= 5x" in out
+    m = df.set_index(["lm", "path", "metric"])["median"]
+    for lm in ("random", "trained"):
+        for p in ("batched", "per_beam", "diverse"): assert m[lm, p, "valid_clue_frac"] == 1.0   # every clue is in the KB
+        assert m[lm, "per_beam", "bwt_scans"] >= m[lm, "batched", "bwt_scans"]                  # per-beam re-walks prefixes
+    assert list((tmp_path / "data" / "cache" / "bench").glob("lm-trained-*/config.json"))       # the trained LM is cached
+
+
+def test_fmindex_bench_small(tmp_path):
+    out, df = _run("fmindex.py", tmp_path, "--sizes", "2e4", "--queries", "5", "--budget", "5")
+    assert (tmp_path / "out" / "fmindex.png").stat().st_size > 0 and len(df) > 5
