@@ -83,10 +83,15 @@ class FMIndexLogitsProcessor(LogitsProcessor):
             raise ValueError(f"tokenizer/index vocabulary mismatch: the index has {self.index.vocab_size} token ids "
                              f"but the model scores only {scores.shape[-1]}")
         allowed = self.allowed(input_ids)
-        rows = torch.from_numpy(np.repeat(np.arange(len(allowed)), [len(a) for a in allowed]))
-        cols = torch.from_numpy(np.concatenate(allowed).astype(np.int64, copy=False))
-        out = torch.full_like(scores, float("-inf"))          # copy only the allowed scores, in one scatter
-        out[rows, cols] = scores[rows, cols]
+        V = scores.shape[-1]
+        if all(a is allowed[0] for a in allowed):             # one set for every row (the first step): a row mask
+            keep = torch.zeros(V, dtype=torch.bool, device=scores.device)
+            keep[torch.from_numpy(allowed[0].astype(np.int64, copy=False)).to(scores.device)] = True
+            return scores.masked_fill(~keep, float("-inf"))
+        flat = np.concatenate(allowed).astype(np.int64, copy=False) + np.repeat(np.arange(0, len(allowed) * V, V), [len(a) for a in allowed])
+        flat = torch.from_numpy(flat).to(scores.device)       # row * V + token: one gather and one scatter, 1-D
+        out = torch.full(scores.shape, float("-inf"), dtype=scores.dtype, device=scores.device)
+        out.view(-1)[flat] = scores.reshape(-1)[flat]
         return out
 
 # %% ../nbs/02_constrained_decoding.ipynb #1bdeb388
