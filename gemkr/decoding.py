@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_constrained_decoding.ipynb #a5e93fbb
 from __future__ import annotations
-import collections, math, time
+import collections, inspect, math, time
 from dataclasses import dataclass
 from typing import Sequence
 import numpy as np
@@ -179,13 +179,15 @@ def diverse_beam_search(model, input_ids=None, inputs_embeds=None, attention_mas
     G, N = cfg.num_beam_groups, cfg.num_beams; g = N // G
     T = max_new_tokens or cfg.max_clue_len + 1
     am = torch.ones(B, P, dtype=torch.long) if attention_mask is None else attention_mask.long()
-    am = _expand(am, N)
     pos = (am.cumsum(-1) - 1).clamp(min=0)
+    # the prompt is the same for every beam of a query: run it once, then give each beam a copy of its cache
+    last_only = dict(logits_to_keep=1) if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     t0 = time.perf_counter()
-    out = model(input_ids=_expand(input_ids, N), inputs_embeds=_expand(inputs_embeds, N), attention_mask=am,
-                position_ids=pos, use_cache=True)
+    out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=am, position_ids=pos, use_cache=True, **last_only)
+    out.cache.batch_repeat_interleave(N)
     model_s = time.perf_counter() - t0
-    cache, logits, last_pos = out.cache, out.logits[:, -1].float(), pos[:, -1]
+    cache, logits = out.cache, _expand(out.logits[:, -1].float(), N)
+    am, last_pos = _expand(am, N), _expand(pos[:, -1], N)
     V = logits.shape[-1]
     run_seq = torch.full((B, G, g, T), cfg.pad_token_id, dtype=torch.long)
     run_score = torch.zeros(B, G, g); run_score[:, :, 1:] = -1e9
