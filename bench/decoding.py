@@ -238,8 +238,10 @@ def plot(per_query, path: Path):
         sns.barplot(per_query[per_query["lm"] == lm], x="path", y="ms", hue="component", estimator=np.median,
                     errorbar=("pi", 90), ax=ax)
         ax.set(yscale="log", ylabel="ms per query (median, 5-95% bars)", xlabel="", title=f"{lm} LLaMA")
+        handles, labels = ax.get_legend_handles_labels(); ax.get_legend().remove()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
     fig.suptitle(f"model vs FM-index time per query ({BEAMS} beams, <= {MAX_CLUE} clue tokens)")
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout(rect=(0, 0.07, 1, 1)); fig.savefig(path, dpi=110); plt.close(fig)
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
