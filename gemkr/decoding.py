@@ -133,10 +133,9 @@ class DecodingConfig:
 RANK_MODES = ("first", "unique", "aggregate")
 
 # %% ../nbs/02_constrained_decoding.ipynb #3c9ef84a
-def _group_step(acc, run_seq, fin_seq, fin_score, fin_done, g, cur_len, max_new_tokens, eos, length_penalty, early_ok):
-    "One beam-search step for one group. acc: (B, g*V); run_seq: (B, g, T); fin_*: (B, g, ...)."
-    V = acc.shape[1] // g
-    top_lp, top_idx = torch.topk(acc, 2 * g)                       # (B, 2g)
+def _group_step(top_lp, top_idx, V, run_seq, fin_seq, fin_score, fin_done, g, cur_len, max_new_tokens, eos, length_penalty, early_ok):
+    """One beam-search step given each row's 2g best candidates (`top_lp`, `top_idx`: (R, 2g), best first, indices into
+    the row's g*V scores). A row is one group of one query: run_seq (R, g, T), fin_* (R, g, ...), early_ok (R, 1)."""
     src, tok = top_idx // V, top_idx % V
     cand = torch.take_along_dim(run_seq, src[..., None], 1).clone(); cand[:, :, cur_len] = tok
     hits = (tok == eos) | (cur_len + 1 >= max_new_tokens)
@@ -155,6 +154,26 @@ def _group_step(acc, run_seq, fin_seq, fin_score, fin_done, g, cur_len, max_new_
     best = torch.topk(m_score, g)[1]
     return (new_seq, new_score, new_src, alive, torch.take_along_dim(m_seq, best[..., None], 1),
             torch.take_along_dim(m_score, best, 1), torch.take_along_dim(m_done, best, 1))
+
+def _diverse_candidates(acc, V, g, penalty, eos, last_step):
+    """Each group's 2g best candidates under Hamming diversity. acc: (B, G, g*V) accumulated scores without the penalty.
+    Group k loses `penalty` per time a token was taken at this step by the continuing beams of groups 0..k-1. The
+    penalty only lowers the at most (G-1)*g tokens those beams took, each in g rows, so a group's 2g best after it
+    are among its 2g + (G-1)*g*g best before it: one top-k for all groups, then a small loop over those candidates."""
+    B, G, _ = acc.shape
+    if G == 1 or penalty == 0: return torch.topk(acc, 2 * g)
+    cand_v, cand_i = torch.topk(acc, min(acc.shape[-1], 2 * g + (G - 1) * g * g))
+    cand_t = cand_i % V
+    picked = torch.zeros(B, V)
+    top_lp, top_idx = torch.empty(B, G, 2 * g), torch.empty(B, G, 2 * g, dtype=torch.long)
+    for k in range(G):
+        v, j = torch.topk(cand_v[:, k] - penalty * picked.gather(1, cand_t[:, k]), 2 * g)
+        top_lp[:, k], top_idx[:, k] = v, torch.take_along_dim(cand_i[:, k], j, 1)
+        tok = torch.take_along_dim(cand_t[:, k], j, 1)
+        hits = (tok == eos) | last_step                          # the same choice of continuing beams as _group_step
+        keep = torch.topk(v + hits.float() * -1e9, g)[1]
+        picked.scatter_add_(1, torch.take_along_dim(tok, keep, 1), (~torch.take_along_dim(hits, keep, 1)).float())
+    return top_lp, top_idx
 
 # %% ../nbs/02_constrained_decoding.ipynb #a94e9839
 @dataclass
@@ -199,17 +218,15 @@ def diverse_beam_search(model, input_ids=None, inputs_embeds=None, attention_mas
         steps += 1
         logp = logits.log_softmax(-1)
         if logits_processor is not None: logp = logits_processor(run_seq.reshape(B * N, T)[:, :t], logp)
-        logp = logp.view(B, G, g, V)
-        picked = torch.zeros(B, V)
-        src_all = torch.empty(B, G, g, dtype=torch.long)
-        for k in range(G):
-            lp = logp[:, k] - cfg.diversity_penalty * picked[:, None, :]
-            acc = (lp + run_score[:, k, :, None]).reshape(B, g * V)
-            ns, nsc, src, alive, fs, fsc, fd = _group_step(acc, run_seq[:, k], fin_seq[:, k], fin_score[:, k], fin_done[:, k], g, t, T,
-                                                    cfg.eos_token_id, cfg.length_penalty, early_ok[:, k])
-            run_seq[:, k], run_score[:, k], fin_seq[:, k], fin_score[:, k], fin_done[:, k] = ns, nsc, fs, fsc, fd
-            src_all[:, k] = src + k * g
-            picked.scatter_add_(1, ns[:, :, t], alive.float())     # finished beams do not push later groups away
+        acc = (logp.view(B, G, g, V) + run_score[..., None]).view(B, G, g * V)
+        top_lp, top_idx = _diverse_candidates(acc, V, g, cfg.diversity_penalty, cfg.eos_token_id, t + 1 >= T)
+        R = B * G                                                  # one row per group of each query
+        ns, nsc, src, alive, fs, fsc, fd = _group_step(top_lp.view(R, 2 * g), top_idx.view(R, 2 * g), V, run_seq.view(R, g, T),
+                                                       fin_seq.view(R, g, T), fin_score.view(R, g), fin_done.view(R, g), g, t, T,
+                                                       cfg.eos_token_id, cfg.length_penalty, early_ok.view(R, 1))
+        run_seq, run_score = ns.view(B, G, g, T), nsc.view(B, G, g)
+        fin_seq, fin_score, fin_done = fs.view(B, G, g, T), fsc.view(B, G, g), fd.view(B, G, g)
+        src_all = src.view(B, G, g) + (torch.arange(G) * g)[None, :, None]
         # transformers' early-stopping heuristic (early_stopping=False), per group
         best_run = run_score[:, :, :1] / ((t + 1) ** cfg.length_penalty)
         worst_fin = torch.where(fin_done, fin_score.min(-1, keepdim=True)[0], torch.tensor(-1e9))
