@@ -147,7 +147,7 @@ def _group_step(top_lp, top_idx, V, run_seq, fin_seq, fin_score, fin_done, g, cu
     new_src = torch.take_along_dim(src, keep, 1)
     alive = ~torch.take_along_dim(hits, keep, 1)                  # running beams that really continue
     # finished beams: only the top g candidates may finish; keep the best g finished overall
-    just = hits & (torch.arange(2 * g) < g)[None]
+    just = hits & (torch.arange(2 * g, device=hits.device) < g)[None]
     fscore = top_lp / ((cur_len + 1) ** length_penalty) + (~early_ok).float() * -1e9 + (~just).float() * -1e9
     m_seq, m_score = torch.cat([fin_seq, cand], 1), torch.cat([fin_score, fscore], 1)
     m_done = torch.cat([fin_done, just], 1)
@@ -164,8 +164,8 @@ def _diverse_candidates(acc, V, g, penalty, eos, last_step):
     if G == 1 or penalty == 0: return torch.topk(acc, 2 * g)
     cand_v, cand_i = torch.topk(acc, min(acc.shape[-1], 2 * g + (G - 1) * g * g))
     cand_t = cand_i % V
-    picked = torch.zeros(B, V)
-    top_lp, top_idx = torch.empty(B, G, 2 * g), torch.empty(B, G, 2 * g, dtype=torch.long)
+    picked = torch.zeros(B, V, device=acc.device)
+    top_lp, top_idx = torch.empty_like(cand_v[..., :2 * g]), torch.empty_like(cand_i[..., :2 * g])
     for k in range(G):
         v, j = torch.topk(cand_v[:, k] - penalty * picked.gather(1, cand_t[:, k]), 2 * g)
         top_lp[:, k], top_idx[:, k] = v, torch.take_along_dim(cand_i[:, k], j, 1)
@@ -197,7 +197,8 @@ def diverse_beam_search(model, input_ids=None, inputs_embeds=None, attention_mas
     B, P = x.shape[:2]
     G, N = cfg.num_beam_groups, cfg.num_beams; g = N // G
     T = max_new_tokens or cfg.max_clue_len + 1
-    am = torch.ones(B, P, dtype=torch.long) if attention_mask is None else attention_mask.long()
+    dev = x.device                                             # every tensor of the search lives beside the model's input
+    am = torch.ones(B, P, dtype=torch.long, device=dev) if attention_mask is None else attention_mask.long().to(dev)
     pos = (am.cumsum(-1) - 1).clamp(min=0)
     # the prompt is the same for every beam of a query: run it once, then give each beam a copy of its cache
     last_only = dict(logits_to_keep=1) if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
@@ -208,11 +209,11 @@ def diverse_beam_search(model, input_ids=None, inputs_embeds=None, attention_mas
     cache, logits = out.cache, _expand(out.logits[:, -1].float(), N)
     am, last_pos = _expand(am, N), _expand(pos[:, -1], N)
     V = logits.shape[-1]
-    run_seq = torch.full((B, G, g, T), cfg.pad_token_id, dtype=torch.long)
-    run_score = torch.zeros(B, G, g); run_score[:, :, 1:] = -1e9
-    fin_seq, fin_score = run_seq.clone(), torch.full((B, G, g), -1e9)
-    fin_done = torch.zeros(B, G, g, dtype=torch.bool)
-    early_ok = torch.ones(B, G, 1, dtype=torch.bool)               # transformers' "improvement still possible"
+    run_seq = torch.full((B, G, g, T), cfg.pad_token_id, dtype=torch.long, device=dev)
+    run_score = torch.zeros(B, G, g, device=dev); run_score[:, :, 1:] = -1e9
+    fin_seq, fin_score = run_seq.clone(), torch.full((B, G, g), -1e9, device=dev)
+    fin_done = torch.zeros(B, G, g, dtype=torch.bool, device=dev)
+    early_ok = torch.ones(B, G, 1, dtype=torch.bool, device=dev)              # transformers' "improvement still possible"
     steps = 0
     for t in range(T):
         steps += 1
@@ -226,16 +227,16 @@ def diverse_beam_search(model, input_ids=None, inputs_embeds=None, attention_mas
                                                        cfg.eos_token_id, cfg.length_penalty, early_ok.view(R, 1))
         run_seq, run_score = ns.view(B, G, g, T), nsc.view(B, G, g)
         fin_seq, fin_score, fin_done = fs.view(B, G, g, T), fsc.view(B, G, g), fd.view(B, G, g)
-        src_all = src.view(B, G, g) + (torch.arange(G) * g)[None, :, None]
+        src_all = src.view(B, G, g) + (torch.arange(G, device=dev) * g)[None, :, None]
         # transformers' early-stopping heuristic (early_stopping=False), per group
         best_run = run_score[:, :, :1] / ((t + 1) ** cfg.length_penalty)
-        worst_fin = torch.where(fin_done, fin_score.min(-1, keepdim=True)[0], torch.tensor(-1e9))
+        worst_fin = torch.where(fin_done, fin_score.min(-1, keepdim=True)[0], -1e9)
         if early_stop: early_ok = early_ok & (best_run > worst_fin).any(-1, keepdim=True)
         if t + 1 == T or not bool(early_ok.any()): break
         # reorder the cache to the surviving beams, feed the new tokens
-        flat_src = (src_all.view(B, N) + torch.arange(B)[:, None] * N).view(-1)
+        flat_src = (src_all.view(B, N) + torch.arange(B, device=dev)[:, None] * N).view(-1)
         cache.reorder_cache(flat_src)
-        am = torch.cat([am[flat_src], torch.ones(B * N, 1, dtype=torch.long)], 1)
+        am = torch.cat([am[flat_src], torch.ones(B * N, 1, dtype=torch.long, device=dev)], 1)
         last_pos = last_pos[flat_src] + 1
         t0 = time.perf_counter()
         out = model(input_ids=run_seq.view(B * N, T)[:, t:t + 1], attention_mask=am, position_ids=last_pos[:, None],
