@@ -390,9 +390,7 @@ def continuations_many(self, states: Sequence[State]) -> list[tuple[np.ndarray, 
         key = (int(s[0]), int(s[1]))
         if key in res: continue
         lo, hi = key
-        if hi - lo == 1:
-            c = self.bwt.item(lo)
-            res[key] = (np.array([c - _SHIFT]), _ONE) if c >= _SHIFT else (_EMPTY, _EMPTY)
+        if hi - lo == 1: res[key] = self._enumerate(lo, hi)       # one row: its BWT symbol, no cache to consult
         elif 1 < hi - lo < narrow: res[key] = None; batch.append(key)
         else: res[key] = self.continuations(key)
     res.update(zip(batch, self._enumerate_many(batch)))
