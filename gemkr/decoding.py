@@ -133,26 +133,28 @@ class DecodingConfig:
 RANK_MODES = ("first", "unique", "aggregate")
 
 # %% ../nbs/02_constrained_decoding.ipynb #3c9ef84a
+def _continuing(top_lp, tok, eos, last_step, g):
+    "Which of the 2g candidates finish (EOS or the length limit), their scores as running beams, and the g that continue."
+    hits = (tok == eos) | last_step
+    running_lp = top_lp + hits.float() * -1e9
+    return hits, running_lp, torch.topk(running_lp, g)[1]
+
 def _group_step(top_lp, top_idx, V, run_seq, fin_seq, fin_score, fin_done, g, cur_len, max_new_tokens, eos, length_penalty, early_ok):
     """One beam-search step given each row's 2g best candidates (`top_lp`, `top_idx`: (R, 2g), best first, indices into
     the row's g*V scores). A row is one group of one query: run_seq (R, g, T), fin_* (R, g, ...), early_ok (R, 1)."""
     src, tok = top_idx // V, top_idx % V
     cand = torch.take_along_dim(run_seq, src[..., None], 1).clone(); cand[:, :, cur_len] = tok
-    hits = (tok == eos) | (cur_len + 1 >= max_new_tokens)
-    # continuing beams: the best g candidates that did not finish
-    running_lp = top_lp + hits.float() * -1e9
-    keep = torch.topk(running_lp, g)[1]
+    hits, running_lp, keep = _continuing(top_lp, tok, eos, cur_len + 1 >= max_new_tokens, g)
     new_seq = torch.take_along_dim(cand, keep[..., None], 1)
     new_score = torch.take_along_dim(running_lp, keep, 1)
     new_src = torch.take_along_dim(src, keep, 1)
-    alive = ~torch.take_along_dim(hits, keep, 1)                  # running beams that really continue
     # finished beams: only the top g candidates may finish; keep the best g finished overall
     just = hits & (torch.arange(2 * g, device=hits.device) < g)[None]
     fscore = top_lp / ((cur_len + 1) ** length_penalty) + (~early_ok).float() * -1e9 + (~just).float() * -1e9
     m_seq, m_score = torch.cat([fin_seq, cand], 1), torch.cat([fin_score, fscore], 1)
     m_done = torch.cat([fin_done, just], 1)
     best = torch.topk(m_score, g)[1]
-    return (new_seq, new_score, new_src, alive, torch.take_along_dim(m_seq, best[..., None], 1),
+    return (new_seq, new_score, new_src, torch.take_along_dim(m_seq, best[..., None], 1),
             torch.take_along_dim(m_score, best, 1), torch.take_along_dim(m_done, best, 1))
 
 def _diverse_candidates(acc, V, g, penalty, eos, last_step):
@@ -170,8 +172,7 @@ def _diverse_candidates(acc, V, g, penalty, eos, last_step):
         v, j = torch.topk(cand_v[:, k] - penalty * picked.gather(1, cand_t[:, k]), 2 * g)
         top_lp[:, k], top_idx[:, k] = v, torch.take_along_dim(cand_i[:, k], j, 1)
         tok = torch.take_along_dim(cand_t[:, k], j, 1)
-        hits = (tok == eos) | last_step                          # the same choice of continuing beams as _group_step
-        keep = torch.topk(v + hits.float() * -1e9, g)[1]
+        hits, _, keep = _continuing(v, tok, eos, last_step, g)   # the beams _group_step will keep running
         picked.scatter_add_(1, torch.take_along_dim(tok, keep, 1), (~torch.take_along_dim(hits, keep, 1)).float())
     return top_lp, top_idx
 
@@ -222,9 +223,9 @@ def diverse_beam_search(model, input_ids=None, inputs_embeds=None, attention_mas
         acc = (logp.view(B, G, g, V) + run_score[..., None]).view(B, G, g * V)
         top_lp, top_idx = _diverse_candidates(acc, V, g, cfg.diversity_penalty, cfg.eos_token_id, t + 1 >= T)
         R = B * G                                                  # one row per group of each query
-        ns, nsc, src, alive, fs, fsc, fd = _group_step(top_lp.view(R, 2 * g), top_idx.view(R, 2 * g), V, run_seq.view(R, g, T),
-                                                       fin_seq.view(R, g, T), fin_score.view(R, g), fin_done.view(R, g), g, t, T,
-                                                       cfg.eos_token_id, cfg.length_penalty, early_ok.view(R, 1))
+        ns, nsc, src, fs, fsc, fd = _group_step(top_lp.view(R, 2 * g), top_idx.view(R, 2 * g), V, run_seq.view(R, g, T),
+                                                fin_seq.view(R, g, T), fin_score.view(R, g), fin_done.view(R, g), g, t, T,
+                                                cfg.eos_token_id, cfg.length_penalty, early_ok.view(R, 1))
         run_seq, run_score = ns.view(B, G, g, T), nsc.view(B, G, g)
         fin_seq, fin_score, fin_done = fs.view(B, G, g, T), fsc.view(B, G, g), fd.view(B, G, g)
         src_all = src.view(B, G, g) + (torch.arange(G, device=dev) * g)[None, :, None]
