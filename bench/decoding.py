@@ -34,11 +34,13 @@ from transformers.utils import logging as hf_logging
 from tqdm.auto import tqdm
 import gemkr.decoding as dec
 from gemkr.core import cache_dir
-from gemkr.fmindex import FMIndex
+from gemkr.fmindex import FMIndex, _ARRAYS
 PrefixConstrained = gen_utils.PrefixConstrainedLogitsProcessor      # what generate builds for prefix_allowed_tokens_fn
 
 BOS, EOS, PAD, VOCAB, FIRST_ID = 1, 2, 0, 8000, 3     # LLaMA specials; corpus tokens are ids 3..7999
 BEAMS, MAX_CLUE, PROMPT_LEN, HIDDEN = 10, 9, 40, 256
+GEN = dict(num_beams=BEAMS, num_return_sequences=BEAMS, max_new_tokens=MAX_CLUE + 1, length_penalty=1.5,   # generate()
+           eos_token_id=EOS, pad_token_id=PAD, do_sample=False)
 
 # ---------------------------------------------------------------------------------------------- corpus
 def zipf_sampler(k: int, rng, s: float = 1.0):
@@ -98,21 +100,19 @@ def clues_of(seqs: torch.Tensor) -> list[list[int]]:
 
 def own_caches(idx: FMIndex) -> FMIndex:
     "The same index arrays (no copy) in a new FMIndex with its own caches, so paths do not warm each other's caches."
-    arrays = {k: getattr(idx, k) for k in ("bwt", "C", "occ", "sa_rows", "sa_pos", "doc_starts", "doc_lengths")}
-    return FMIndex(arrays, idx.meta, idx.config)
+    return FMIndex({k: getattr(idx, k) for k in _ARRAYS}, idx.meta, idx.config)
+
+def processor(idx: FMIndex) -> dec.FMIndexLogitsProcessor:
+    "The batched constraint on a copy of `idx` with its own caches (inputs_embeds only: generate's ids are all clue)."
+    return dec.FMIndexLogitsProcessor(own_caches(idx), EOS, PAD, max_clue_len=MAX_CLUE, prompt_length=0)
 
 def make_paths(model, idx: FMIndex) -> dict:
     """Each path: a function prompt -> (total s, model s, lookup s, constraint s, clues): the whole query, the model's
     forward passes, the FM-index lookups, and the whole constraint (lookups + masking). The counters are read as
     deltas around one call, so processors are built once and reused across queries (caches stay warm, as in a
     serving process); each constrained path has its own index caches."""
-    gen = dict(num_beams=BEAMS, num_return_sequences=BEAMS, max_new_tokens=MAX_CLUE + 1, length_penalty=1.5,
-               eos_token_id=EOS, pad_token_id=PAD, do_sample=False)
-    # inputs_embeds only: generate's input_ids hold the generated tokens alone, so prompt_length=0
-    proc = dec.FMIndexLogitsProcessor(own_caches(idx), EOS, PAD, max_clue_len=MAX_CLUE, prompt_length=0)
-    tproc = Timed(proc)
-    dproc = dec.FMIndexLogitsProcessor(own_caches(idx), EOS, PAD, max_clue_len=MAX_CLUE, prompt_length=0)
-    tdproc = Timed(dproc)
+    proc, dproc = processor(idx), processor(idx)
+    tproc, tdproc = Timed(proc), Timed(dproc)
     fn = dec.fm_prefix_allowed_tokens_fn(own_caches(idx), EOS, PAD, MAX_CLUE, prompt_length=0)
     fn_s = [0.0]
     def timed_fn(batch_id, ids):                       # one call per beam per step
@@ -130,19 +130,19 @@ def make_paths(model, idx: FMIndex) -> dict:
         return total, timer.seconds - m0, index_s() - i0, constraint_s() - c0, clues_of(seqs)
 
     @torch.no_grad()
-    def batched(x): return run(lambda: model.generate(inputs_embeds=x, logits_processor=LogitsProcessorList([tproc]), **gen),
+    def batched(x): return run(lambda: model.generate(inputs_embeds=x, logits_processor=LogitsProcessorList([tproc]), **GEN),
                                lambda: proc.index_seconds, lambda: tproc.seconds)
     @torch.no_grad()
     def per_beam(x):
         def call():
             with mock.patch.object(gen_utils, "PrefixConstrainedLogitsProcessor", timed_prefix):
-                return model.generate(inputs_embeds=x, prefix_allowed_tokens_fn=timed_fn, **gen)
+                return model.generate(inputs_embeds=x, prefix_allowed_tokens_fn=timed_fn, **GEN)
         return run(call, lambda: fn_s[0], lambda: sum(p.seconds for p in prefix_procs))
     def diverse(x): return run(lambda: dec.diverse_beam_search(model, inputs_embeds=x, cfg=dec.DecodingConfig(),
                                                                logits_processor=tdproc).sequences,
                                lambda: dproc.index_seconds, lambda: tdproc.seconds)
     @torch.no_grad()
-    def free(x): return run(lambda: model.generate(inputs_embeds=x, **gen), lambda: 0.0, lambda: 0.0)
+    def free(x): return run(lambda: model.generate(inputs_embeds=x, **GEN), lambda: 0.0, lambda: 0.0)
     return dict(batched=batched, per_beam=per_beam, diverse=diverse, free=free)
 
 # ---------------------------------------------------------------------------------------------- language models
@@ -192,12 +192,10 @@ class Recorder(LogitsProcessor):
 
 def record(model, idx: FMIndex, prompts) -> list[list[torch.Tensor]]:
     "The generated ids of every step of the batched constrained run, per query."
-    proc, out = dec.FMIndexLogitsProcessor(own_caches(idx), EOS, PAD, max_clue_len=MAX_CLUE, prompt_length=0), []
-    gen = dict(num_beams=BEAMS, num_return_sequences=BEAMS, max_new_tokens=MAX_CLUE + 1, length_penalty=1.5,
-               eos_token_id=EOS, pad_token_id=PAD, do_sample=False)
+    proc, out = processor(idx), []
     with torch.no_grad():
         for x in prompts:
-            rec = Recorder(); model.generate(inputs_embeds=x, logits_processor=LogitsProcessorList([rec, proc]), **gen)
+            rec = Recorder(); model.generate(inputs_embeds=x, logits_processor=LogitsProcessorList([rec, proc]), **GEN)
             out.append(rec.steps)
     return out
 
