@@ -10,154 +10,23 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from fastcore.basics import patch
-from .core import data_dir
+from .core import benchmarks_dir, missing_benchmark_file
+from .data import RELEVANCE, Passage, Query, Scene, Benchmark, toy_benchmark, _unique_index
 
 # %% auto #0
-__all__ = ['RELEVANCE', 'Passage', 'Query', 'Benchmark', 'toy_benchmark', 'iter_json_array', 'read_kid_text_csv', 'dedup_texts',
-           'coco_image_name', 'read_okvqa_queries', 'load_gs112k', 'read_dpr_tsv', 'load_wk21m', 'TsvImages',
-           'load_remuq', 'load_mini']
-
-# %% ../nbs/04_evaluation.ipynb #b0977ca5
-@dataclass(frozen=True)
-class Passage:
-    "One knowledge-base document; its position in `Benchmark.passages` is its doc id."
-    id: str      # the id in the distributed file (GS112K `kid`, DPR `id`), always a string
-    title: str   # '' where the corpus has no titles (GS112K, ReMuQ)
-    text: str
-
-    def __post_init__(self):
-        for f in ("id", "title", "text"):
-            if not isinstance(getattr(self, f), str): raise TypeError(f"Passage.{f} must be a str, got {getattr(self, f)!r}")
-        if not self.id: raise ValueError("Passage.id is empty")
-
-# %% ../nbs/04_evaluation.ipynb #347d386f
-@dataclass
-class Query:
-    "One multimodal query: image, question, answers, and (for gold relevance) the relevant passage indices."
-    qid: str                               # unique within a benchmark, always a string
-    image: Path | None                     # the image file; None where images live elsewhere (ReMuQ: meta['img_id'])
-    question: str                          # the question alone; a caption, when the file has one, is in meta['caption']
-    answers: list[str]                     # answer strings; with relevance 'answer' a passage containing one is relevant
-    relevant: frozenset[int] = frozenset() # gold passage indices; empty when relevance is by answer match
-    family: str | None = None              # what kind of thing is pictured, for per-family results
-    meta: dict = field(default_factory=dict)  # what else the file says (question_id, img_id, caption, positive ids, ...)
-
-    def __post_init__(self):
-        if not isinstance(self.qid, str) or not self.qid: raise ValueError(f"Query.qid must be a non-empty str, got {self.qid!r}")
-        where = f"query {self.qid!r}"
-        if self.image is not None: self.image = Path(self.image)
-        if isinstance(self.answers, str): raise TypeError(f"{where}: answers must be a list of strings, not one string")
-        self.answers = list(self.answers)
-        for i, a in enumerate(self.answers):
-            if not isinstance(a, str): raise TypeError(f"{where}: answer {i} is a {type(a).__name__}, not a str")
-            if not a.strip(): raise ValueError(f"{where}: answer {i} is empty ({a!r}); it would match every passage")
-        bad = [r for r in self.relevant if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0]
-        if bad: raise ValueError(f"{where}: relevant holds {bad[0]!r}; passage indices are non-negative integers")
-        self.relevant = frozenset(int(r) for r in self.relevant)
-
-# %% ../nbs/04_evaluation.ipynb #1280de10
-RELEVANCE = ("answer", "gold")
-
-def _unique_index(keys: Sequence[str], what: str, where: Callable[[int], str]) -> dict[str, int]:
-    "Map each key to its position; a repeated key is an error naming both places."
-    seen: dict[str, int] = {}
-    for i, k in enumerate(keys):
-        if k in seen: raise ValueError(f"duplicate {what} {k!r}: {where(seen[k])} and {where(i)}")
-        seen[k] = i
-    return seen
-
-# %% ../nbs/04_evaluation.ipynb #3cf74ab4
-@dataclass
-class Benchmark:
-    "A knowledge base and the queries asked of it: the one shape every loader returns."
-    name: str
-    passages: list[Passage]
-    queries: list[Query]
-    relevance: str      # "answer": a passage containing an answer is relevant (GS112K, WK21M); "gold": Query.relevant (ReMuQ, Mini)
-    info: dict = field(default_factory=dict)  # where it came from: files, options, counts
-
-    def __post_init__(self):
-        self.passages, self.queries = list(self.passages), list(self.queries)
-        if self.relevance not in RELEVANCE: raise ValueError(f"relevance must be one of {RELEVANCE}, got {self.relevance!r}")
-        self._pid = _unique_index([p.id for p in self.passages], "passage id", lambda i: f"passage {i}")
-        self._qid = _unique_index([q.qid for q in self.queries], "query id", lambda i: f"query {i}")
-        n = len(self.passages)
-        for q in self.queries:
-            if self.relevance == "answer" and not q.answers:
-                raise ValueError(f"{self.name}: query {q.qid!r} has no answers; relevance 'answer' needs at least one")
-            if self.relevance == "gold" and not q.relevant:
-                raise ValueError(f"{self.name}: query {q.qid!r} has no relevant passage; relevance 'gold' needs one")
-            if q.relevant and max(q.relevant) >= n:
-                raise ValueError(f"{self.name}: query {q.qid!r}: relevant passage {max(q.relevant)} is out of range (there are {n} passages)")
-
-    def __len__(self): return len(self.queries)
-    def __repr__(self):
-        fam = f", families={self.families}" if self.families else ""
-        return f"Benchmark({self.name!r}: {len(self.queries)} queries, {len(self.passages)} passages, relevance={self.relevance!r}{fam})"
-
-# %% ../nbs/04_evaluation.ipynb #060230e0
-@patch(as_prop=True)
-def families(self: Benchmark) -> list[str]:
-    "The sorted distinct families (queries without one are left out)."
-    return sorted({q.family for q in self.queries if q.family is not None})
-
-@patch
-def by_family(self: Benchmark) -> dict[str, list[Query]]:
-    "The queries of each family, in benchmark order."
-    return {f: [q for q in self.queries if q.family == f] for f in self.families}
-
-@patch
-def query(self: Benchmark, qid: str) -> Query:
-    "The query with id `qid`."
-    if qid not in self._qid: raise KeyError(f"{self.name}: no query with id {qid!r}")
-    return self.queries[self._qid[qid]]
-
-@patch
-def index_of(self: Benchmark, passage_id: str) -> int:
-    "The doc id (position) of the passage with id `passage_id`."
-    if passage_id not in self._pid: raise KeyError(f"{self.name}: no passage with id {passage_id!r}")
-    return self._pid[passage_id]
-
-# %% ../nbs/04_evaluation.ipynb #36602e4c
-@patch
-def subset(self: Benchmark, qids: Iterable[str], name: str | None = None) -> Benchmark:
-    "The same passages with only the queries `qids`, in that order."
-    qs = [self.query(q) for q in qids]
-    return Benchmark(name or self.name, self.passages, qs, self.relevance, dict(self.info, subset_of=self.name))
-
-@patch
-def passage_texts(self: Benchmark, with_title: bool = False) -> list[str]:
-    "Each passage's text, optionally preceded by its title (when it has one)."
-    return [f"{p.title} {p.text}" if with_title and p.title else p.text for p in self.passages]
-
-@patch
-def check_images(self: Benchmark) -> None:
-    "Raise `FileNotFoundError` naming the queries whose image file is missing."
-    missing = [(q.qid, q.image) for q in self.queries if q.image is None or not q.image.is_file()]
-    if missing:
-        shown = "; ".join(f"query {qid!r}: {img}" for qid, img in missing[:3])
-        raise FileNotFoundError(f"{self.name}: {len(missing)} of {len(self)} query images not found ({shown})")
-
-# %% ../nbs/04_evaluation.ipynb #dffc1dde
-def toy_benchmark() -> Benchmark:
-    "Five passages and two queries ('Paris', 'bear'), for examples and tests."
-    passages = [Passage("p0", "Paris", "Paris is the capital of France."), Passage("p1", "Seine", "The Seine flows through paris."),
-                Passage("p2", "Lyon", "Lyon is a city in France."), Passage("p3", "Bear", "Bears eat honey."),
-                Passage("p4", "Bearing", "A ball bearing reduces friction.")]
-    queries = [Query("qa", None, "What is the capital of this country?", ["Paris"], family="country"),
-               Query("qb", None, "What animal is this?", ["bear"], family="animal")]
-    return Benchmark("toy", passages, queries, "answer")
+__all__ = ['iter_json_array', 'read_kid_text_csv', 'dedup_texts', 'coco_image_name', 'read_okvqa_queries', 'load_gs112k',
+           'read_dpr_tsv', 'load_wk21m', 'TsvImages', 'load_remuq', 'load_mini']
 
 # %% ../nbs/04_evaluation.ipynb #0126736c
 def _data_path(arg, *default: str) -> Path:
-    "`arg` as a Path, or the default location under `$GEMKR_DATA`."
-    return Path(arg) if arg is not None else data_dir().joinpath(*default)
+    "`arg` as a Path, or the default location under `$GEMKR_BENCHMARKS`."
+    return Path(arg) if arg is not None else benchmarks_dir(*default)
 
 def _existing(path, what: str = "file") -> Path:
     "`path` if it is an existing file, else a FileNotFoundError naming it."
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such {what} (pass the path, or set GEMKR_DATA to the folder holding the data)")
+        raise missing_benchmark_file(path, what)
     return path
 
 # %% ../nbs/04_evaluation.ipynb #1e8744cb
@@ -404,7 +273,7 @@ def load_mini(split: str = "test", relevance: str = "gold", cfg=None, assets_roo
     passages = [Passage(p["id"], p["title"], p["text"]) for p in ds.passages]
     queries = [Query(q["qid"], ds.image_path(q), q["question"], list(q["answers"]),
                      frozenset(q["rel_entity"]) if relevance == "gold" else frozenset(), q["family"],
-                     dict(entity=q["entity"], entity_name=q["entity_name"], title=q["title"], n_pictures=q["n_pictures"],
+                     meta=dict(entity=q["entity"], entity_name=q["entity_name"], title=q["title"], n_pictures=q["n_pictures"],
                           rel_answer=q["rel_answer"], split=split))
                for q in ds.split(split)]
     return Benchmark(f"gemkr-mini-{split}-{relevance}", passages, queries, relevance,

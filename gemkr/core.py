@@ -4,30 +4,57 @@
 
 # %% ../nbs/00_core.ipynb #665690a3
 from __future__ import annotations
-import dataclasses, json, os, random, tempfile, types, typing
+import dataclasses, fcntl, hashlib, json, os, random, shutil, tempfile, time, types, typing, warnings
 from typing import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['REPO_ROOT', 'data_dir', 'cache_dir', 'set_seed', 'atomic_write', 'config_path', 'config_to_dict', 'save_config',
-           'config_from_dict', 'load_config', 'read_jsonl', 'progress']
+__all__ = ['REPO_ROOT', 'MANIFEST', 'assets_dir', 'benchmarks_dir', 'missing_benchmark_file', 'cache_dir', 'set_seed',
+           'remove_stale_temps', 'glob_escape', 'atomic_write', 'check_int', 'check_float', 'config_path',
+           'config_to_dict', 'save_config', 'config_from_dict', 'load_config', 'text_lines', 'read_jsonl',
+           'fingerprint', 'CacheError', 'write_manifest', 'check_manifest', 'file_lock', 'cached_folder', 'progress']
 
 # %% ../nbs/00_core.ipynb #cc2ada75
 REPO_ROOT = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path.cwd().parent
 
-def data_dir() -> Path:
-    "The data folder: `$GEMKR_DATA` if set, else the repository's `data/`, else `./data`."
-    env = os.environ.get("GEMKR_DATA")
-    if env: return Path(env).expanduser()
-    repo_data = REPO_ROOT / "data"
-    return repo_data if repo_data.is_dir() else Path.cwd() / "data"
+def _warn_old_variable():
+    if os.environ.get("GEMKR_DATA") and not getattr(_warn_old_variable, "done", False):
+        _warn_old_variable.done = True
+        warnings.warn("GEMKR_DATA is no longer read: set GEMKR_BENCHMARKS to the folder holding the real benchmarks "
+                      "and GEMKR_CACHE for generated files; shipped assets always come from the repository", stacklevel=3)
+
+def assets_dir(*parts: str) -> Path:
+    "A path under the shipped assets: the repository's `data/` folder (GeMKR-Mini, fixtures)."
+    _warn_old_variable()
+    root = REPO_ROOT / "data"
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: the kit's shipped assets are missing; install gemkr from its repository "
+                                "(pip install -e .) so that data/ sits beside the package")
+    return root.joinpath(*parts)
+
+# %% ../nbs/00_core.ipynb #a3d4f1fa
+def benchmarks_dir(*parts: str) -> Path:
+    "A path under the external benchmarks' root, `$GEMKR_BENCHMARKS` (OK-VQA, COCO, WK21M, ReMuQ)."
+    _warn_old_variable()
+    env = os.environ.get("GEMKR_BENCHMARKS")
+    root = Path(env).expanduser() if env else REPO_ROOT / "data" / "benchmarks"
+    return root.joinpath(*parts)
+
+def missing_benchmark_file(path, what: str = "file") -> FileNotFoundError:
+    "The error for a benchmark file that is not there, saying which variable decides where the kit looks."
+    env = os.environ.get("GEMKR_BENCHMARKS")
+    how = f"GEMKR_BENCHMARKS is {env!r}" if env else "GEMKR_BENCHMARKS is not set"
+    return FileNotFoundError(f"{path}: no such {what} ({how}: set it to the folder holding okvqa/, coco/, wk21m/ and remuq/, "
+                             "or pass the path)")
 
 def cache_dir(*parts: str, create: bool = True) -> Path:
-    "A folder for generated artifacts under `data_dir()/cache` (indexes, features, runs)."
-    p = data_dir().joinpath("cache", *parts)
-    if create: p.mkdir(parents=True, exist_ok=True)
+    "A folder for generated artifacts (indexes, built datasets, features, runs): `$GEMKR_CACHE`, else the repository's `data/cache`."
+    _warn_old_variable()
+    env = os.environ.get("GEMKR_CACHE")
+    p = (Path(env).expanduser() if env else REPO_ROOT / "data" / "cache").joinpath(*parts)
+    if create: p.mkdir(parents=True, exist_ok=True, mode=0o777)
     return p
 
 # %% ../nbs/00_core.ipynb #04dec6d1
@@ -42,13 +69,48 @@ def set_seed(seed: int = 42) -> int:
     return int(seed)
 
 # %% ../nbs/00_core.ipynb #2385ac77
+def _umask() -> int:
+    "The process umask, read without changing it (Linux), else by setting and restoring it."
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"): return int(line.split()[1], 8)
+    except OSError: pass
+    m = os.umask(0o022); os.umask(m)
+    return m
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def remove_stale_temps(folder, name: str) -> list[Path]:
+    "Remove `.<name>.<pid>.*.tmp` files and folders in `folder` whose writing process is dead; returns what was removed."
+    removed = []
+    for p in Path(folder).glob(f".{glob_escape(name)}.*.tmp"):
+        pid = p.name[len(name) + 2:].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)): continue
+        try:
+            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+            else: p.unlink()
+            removed.append(p)
+        except FileNotFoundError: pass                  # another cleaner got there first
+    return removed
+
+def glob_escape(s: str) -> str:
+    "`s` with glob's special characters escaped."
+    return "".join(f"[{c}]" if c in "*?[" else c for c in s)
+
+# %% ../nbs/00_core.ipynb #6c47d12e
 @contextmanager
 def atomic_write(path, mode: str = "wb", encoding: str | None = None):
     "Write `path` through a temp file in the same folder that is renamed into place on success."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
@@ -57,6 +119,28 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None):
         try: os.unlink(tmp)
         except FileNotFoundError: pass
         raise
+
+# %% ../nbs/00_core.ipynb #41394165
+def check_int(value, name: str, min: int | None = None, max: int | None = None) -> int:
+    "`value` as an `int` if it is an integer (not a bool, not a float) in [min, max]; else a `ValueError` naming `name`."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if (min is not None and v < min) or (max is not None and v > max):
+        rng = f"at least {min}" if max is None else f"at most {max}" if min is None else f"in [{min}, {max}]"
+        raise ValueError(f"{name} must be {rng}, got {v}")
+    return v
+
+def check_float(value, name: str, min: float | None = None, max: float | None = None) -> float:
+    "`value` as a finite `float` in [min, max]; else a `ValueError` naming `name` (NaN and infinities included)."
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v): raise ValueError(f"{name} must be a finite number, got {v}")
+    if (min is not None and v < min) or (max is not None and v > max):
+        rng = f"at least {min}" if max is None else f"at most {max}" if min is None else f"in [{min}, {max}]"
+        raise ValueError(f"{name} must be {rng}, got {v}")
+    return v
 
 # %% ../nbs/00_core.ipynb #a71b15d2
 def config_path(artifact) -> Path:
@@ -154,21 +238,128 @@ def load_config(cls, path):
     return config_from_dict(cls, d, where=str(path))
 
 # %% ../nbs/00_core.ipynb #e5290436
-def read_jsonl(path, required: Sequence[str] = ()) -> list[dict]:
-    "Records of a JSON-lines file; errors name the file and line; `required` fields must be present."
+def text_lines(path) -> typing.Iterator[tuple[int, str]]:
+    "`(line number, line)` of a UTF-8 text file, a byte-order mark skipped; errors name the file and line."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            if i == 1 and raw.startswith(b"\xef\xbb\xbf"): raw = raw[3:]
+            try: yield i, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}, line {i}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+
+def read_jsonl(path, required: Sequence[str] = ()) -> list[dict]:
+    "Records of a JSON-lines file; errors name the file and line; `required` fields must be present."
     out = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: rec = json.loads(line)
-            except json.JSONDecodeError as e: raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
-            if not isinstance(rec, dict): raise ValueError(f"{path}, line {i}: expected a JSON object, got {type(rec).__name__}")
-            missing = [k for k in required if k not in rec]
-            if missing: raise ValueError(f"{path}, line {i}: missing field(s) {missing}")
-            out.append(rec)
+    for i, line in text_lines(path):
+        if not line.strip(): continue
+        try: rec = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+        if not isinstance(rec, dict): raise ValueError(f"{path}, line {i}: expected a JSON object, got {type(rec).__name__}")
+        missing = [k for k in required if k not in rec]
+        if missing: raise ValueError(f"{path}, line {i}: missing field(s) {missing}")
+        out.append(rec)
     return out
+
+# %% ../nbs/00_core.ipynb #7c1d261e
+def _feed(h, x):
+    if dataclasses.is_dataclass(x) and not isinstance(x, type): x = config_to_dict(x)
+    if isinstance(x, Path):
+        if x.is_dir():
+            for p in sorted(x.rglob("*")):
+                if p.is_file(): h.update(b"F" + str(p.relative_to(x)).encode() + b"\0"); _feed(h, p)
+        else:
+            with open(x, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+        return
+    if isinstance(x, (bytes, bytearray, memoryview)): h.update(b"B%d:" % len(x)); h.update(x); return
+    if isinstance(x, np.ndarray): h.update(f"A{x.dtype.str}{x.shape}:".encode()); h.update(np.ascontiguousarray(x).tobytes()); return
+    h.update(b"J" + json.dumps(_to_jsonable(x), sort_keys=True, ensure_ascii=False).encode() + b"\0")
+
+def fingerprint(*parts) -> str:
+    "SHA-256 (hex) of `parts`: dataclass configs, JSON-able values, bytes, NumPy arrays, files and folders (by content)."
+    h = hashlib.sha256()
+    for x in parts: _feed(h, x)
+    return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #bee23057
+MANIFEST = "MANIFEST.json"
+
+class CacheError(ValueError):
+    "A cached artifact that is damaged or was made from other inputs."
+
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+def _sha256_file(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+    return h.hexdigest()
+
+def write_manifest(folder, key: str) -> Path:
+    "Write `folder`'s manifest (the fingerprint `key`, every file's size and SHA-256), atomically; call it last."
+    folder = Path(folder)
+    files = {str(p.relative_to(folder)): [p.stat().st_size, _sha256_file(p)] for p in _folder_files(folder)}
+    with atomic_write(folder / MANIFEST, "w", encoding="utf-8") as f:
+        json.dump(dict(key=key, files=files), f, indent=0, sort_keys=True)
+    return folder / MANIFEST
+
+# %% ../nbs/00_core.ipynb #1d9d265d
+def check_manifest(folder, key: str | None = None, checksums: bool = True) -> None:
+    "Raise `CacheError` naming `folder` and the first problem: no manifest, another fingerprint, a missing, extra or changed file."
+    folder = Path(folder); m = folder / MANIFEST
+    if not folder.is_dir(): raise CacheError(f"{folder}: no such folder")
+    try: man = json.loads(m.read_text(encoding="utf-8")); files = man["files"]; got = man["key"]
+    except FileNotFoundError: raise CacheError(f"{folder}: no {MANIFEST} (an unfinished or foreign build)") from None
+    except (ValueError, KeyError, TypeError): raise CacheError(f"{m}: damaged manifest") from None
+    if key is not None and got != key: raise CacheError(f"{folder}: built from other inputs or config (fingerprint {got[:12]}, wanted {key[:12]})")
+    on_disk = {str(p.relative_to(folder)) for p in _folder_files(folder)}
+    for name in sorted(set(files) - on_disk): raise CacheError(f"{folder}: {name} is missing")
+    for name in sorted(on_disk - set(files)): raise CacheError(f"{folder}: {name} is not in the manifest")
+    for name, (size, sha) in sorted(files.items()):
+        p = folder / name
+        if p.stat().st_size != size: raise CacheError(f"{p}: {p.stat().st_size} bytes, the manifest says {size}")
+        if checksums and _sha256_file(p) != sha: raise CacheError(f"{p}: checksum differs from the manifest")
+
+# %% ../nbs/00_core.ipynb #120e568a
+@contextmanager
+def file_lock(path):
+    "An exclusive advisory lock on `path` (created if needed), held for the block; released if the process dies."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)                                 # closing releases the lock
+
+def cached_folder(final, key: str, build: typing.Callable[[Path], typing.Any], checksums: bool = True) -> tuple[Path, bool]:
+    "Reuse folder `final` if its manifest holds fingerprint `key` and its files check out; else `build(tmp)` it. Returns `(final, reused)`."
+    final = Path(final)
+    def intact() -> bool:
+        try: check_manifest(final, key, checksums); return True
+        except CacheError as e:
+            if final.exists(): warnings.warn(f"rebuilding a damaged or outdated cache: {e}", stacklevel=3)
+            return False
+    if final.exists() and intact(): return final, True
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(final.parent / f".{final.name}.lock"):
+        if final.exists() and intact(): return final, True        # another process built it while we waited
+        remove_stale_temps(final.parent, final.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent))
+        try:
+            os.chmod(tmp, 0o777 & ~_umask())
+            build(tmp)
+            write_manifest(tmp, key)
+            if final.exists():                                     # damaged or outdated: move it aside, then replace
+                old = final.with_name(f".{final.name}.{os.getpid()}.old.tmp"); os.replace(final, old)
+                os.replace(tmp, final); shutil.rmtree(old, ignore_errors=True)
+            else: os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True); raise
+    return final, False
 
 # %% ../nbs/00_core.ipynb #e4e636f8
 def progress(iterable=None, total: int | None = None, desc: str | None = None, **kwargs):

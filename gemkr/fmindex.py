@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 import numpy as np
-from .core import atomic_write, config_from_dict, config_to_dict, config_path, save_config, data_dir, cache_dir, read_jsonl
+from .core import atomic_write, config_from_dict, config_to_dict, config_path, save_config, assets_dir, cache_dir, read_jsonl
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'State', 'naive_occurrences', 'naive_count', 'naive_doc_ids', 'naive_next_tokens',
@@ -556,7 +556,7 @@ def fmindex_demo(
     query: Param("clue prefixes to ask about: --query \"the moon\" \"capital of\"", str, nargs="*") = None,
 ):
     "Build (or reuse) the FM-index of the sample knowledge base and answer a few questions."
-    kb_path = Path(kb) if kb else data_dir() / "kb" / "wiki_sample.jsonl"
+    kb_path = Path(kb) if kb else assets_dir("kb", "wiki_sample.jsonl")
     passages = read_jsonl(kb_path, required=("id", "text"))
     tok = WordTokenizer.train(p["text"] for p in passages)
     docs = encode_kb(tok, (p["text"] for p in passages))

@@ -9,27 +9,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
-from .benchmarks import Benchmark, Query
+from .data import Benchmark, Query, MATCHERS, match_raw, match_lower, match_word, answer_regex
 
 # %% auto #0
-__all__ = ['MATCHERS', 'match_raw', 'match_lower', 'match_word', 'is_relevant', 'dedup_ranking', 'check_rankings',
-           'precision_at_k', 'recall_at_k', 'mrr', 'p_at_1', 'read_gemkr_results', 'read_vrr_retrieved',
-           'ranking_matrix', 'hit_matrix', 'per_query_scores', 'evaluate']
-
-# %% ../nbs/04a_metrics.ipynb #65b6fef8
-def match_raw(answer: str, text: str) -> bool:
-    "GeMKR `eval.py`: the answer is a substring of the passage, case-sensitive."
-    return answer in text
-
-def match_lower(answer: str, text: str) -> bool:
-    "VRR `eval_knowledge.py`: the answer is a substring of the lower-cased passage (the answer is not lower-cased)."
-    return answer in text.lower()
-
-def match_word(answer: str, text: str) -> bool:
-    "Both lower-cased; the answer must not touch a word character on either side."
-    return re.search(rf"(?<!\w){re.escape(answer.lower())}(?!\w)", text.lower()) is not None
-
-MATCHERS: dict[str, Callable[[str, str], bool]] = {"raw": match_raw, "lower": match_lower, "word": match_word}
+__all__ = ['is_relevant', 'dedup_ranking', 'check_rankings', 'precision_at_k', 'recall_at_k', 'mrr', 'p_at_1',
+           'read_gemkr_results', 'read_vrr_retrieved', 'ranking_matrix', 'hit_matrix', 'per_query_scores', 'evaluate']
 
 # %% ../nbs/04a_metrics.ipynb #5fa008c5
 def _matcher(match) -> Callable[[str, str], bool]:
@@ -138,11 +122,6 @@ def ranking_matrix(bench: Benchmark, rankings: dict, depth: int) -> np.ndarray:
         r = rankings[q.qid][:depth]; R[i, :len(r)] = r
     return R
 
-def _answer_regex(answers: Sequence[str], match: str) -> re.Pattern:
-    "One regex that finds any of `answers` under rule `match` (texts lower-cased beforehand for lower/word)."
-    if match == "word": return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(a.lower()) for a in answers) + r")(?!\w)")
-    return re.compile("|".join(re.escape(a) for a in answers))
-
 # %% ../nbs/04a_metrics.ipynb #2492523c
 def hit_matrix(bench: Benchmark, rankings: dict, depth: int, match="raw") -> np.ndarray:
     "(N, depth) booleans: is the passage at each rank relevant? Empty slots are False."
@@ -158,7 +137,7 @@ def hit_matrix(bench: Benchmark, rankings: dict, depth: int, match="raw") -> np.
     _matcher(match)
     texts = bench.passage_texts() if match == "raw" else [t.lower() for t in bench.passage_texts()]
     for i, q in enumerate(bench.queries):
-        pat = _answer_regex(q.answers, match)
+        pat = answer_regex(q.answers, match)
         H[i] = [d >= 0 and pat.search(texts[d]) is not None for d in R[i]]
     return H
 

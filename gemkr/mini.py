@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 from PIL import Image
-from .core import cache_dir, config_to_dict, data_dir, load_config, progress, read_jsonl, save_config
+from .core import assets_dir, cache_dir, config_to_dict, load_config, progress, read_jsonl, save_config
 
 # %% auto #0
 __all__ = ['FAMILIES', 'GENERATOR_VERSION', 'SPLITS', 'MiniAssets', 'load_assets', 'MiniConfig', 'referring_expressions',
@@ -38,8 +38,8 @@ class MiniAssets:
 def _fail(path, line, msg): raise ValueError(f"{path}, line {line}: {msg}")
 
 def load_assets(root=None) -> MiniAssets:
-    "Read and validate the assets in `root` (default `data_dir()/mini`)."
-    root = Path(root) if root else data_dir() / "mini"
+    "Read and validate the assets in `root` (default: the shipped `data/mini`)."
+    root = Path(root) if root else assets_dir("mini")
     if not root.is_dir(): raise FileNotFoundError(f"{root}: no GeMKR-Mini assets folder (see scripts/build_mini_assets.py)")
     files = {k: root / f for k, f in [("passages", "passages.jsonl"), ("entities", "entities.jsonl"),
                                        ("facts", "facts.jsonl"), ("templates", "templates.json")]}

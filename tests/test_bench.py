@@ -7,7 +7,7 @@ BENCH = Path(__file__).parents[1] / "bench"
 
 
 def _run(script, tmp_path, *args):
-    env = {**os.environ, "GEMKR_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1", "GEMKR_PROGRESS": "0"}
+    env = {**os.environ, "GEMKR_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "GEMKR_PROGRESS": "0"}
     r = subprocess.run([sys.executable, str(BENCH / script), "--out", str(tmp_path / "out"), *args],
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -25,7 +25,7 @@ def test_decoding_bench_both_lms(tmp_path):
         assert m[lm, "per_beam", "bwt_scans"] >= m[lm, "batched", "bwt_scans"]                  # per-beam re-walks prefixes
         for p in ("batched", "per_beam"):                                                   # the split adds up
             assert 0 < m[lm, p, "lookup_ms"] <= m[lm, p, "constraint_ms"] and 0 < m[lm, p, "model_ms"] < m[lm, p, "total_ms"]
-    assert list((tmp_path / "data" / "cache" / "bench").glob("lm-trained-*/config.json"))       # the trained LM is cached
+    assert list((tmp_path / "cache" / "bench").glob("lm-trained-*/config.json"))       # the trained LM is cached
 
 
 def test_fmindex_bench_small(tmp_path):

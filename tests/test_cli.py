@@ -1,4 +1,4 @@
-"""The README's main job (`gemkr_demo`) on a small knowledge base in a temporary GEMKR_DATA."""
+"""The README's main job (`gemkr_demo`) on a small knowledge base with a temporary GEMKR_CACHE."""
 import json, subprocess, sys, os
 from pathlib import Path
 
@@ -11,9 +11,10 @@ def _write_kb(root: Path):
 
 
 def _demo(data: Path, *args):
-    env = {**os.environ, "GEMKR_DATA": str(data), "GEMKR_PROGRESS": "0"}
+    env = {**os.environ, "GEMKR_CACHE": str(data / "cache"), "GEMKR_PROGRESS": "0"}
     exe = Path(sys.executable).parent / "gemkr_demo"      # the console script, as a user runs it
-    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=120)
+    kb = data / "kb" / "wiki_sample.jsonl"
+    return subprocess.run([str(exe), "--kb", str(kb), *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_demo_builds_then_reuses_index(tmp_path):

@@ -13,7 +13,7 @@ FIX = Path(__file__).parent / "fixtures"
 
 @pytest.fixture
 def fixture_data(monkeypatch):
-    monkeypatch.setenv("GEMKR_DATA", str(FIX))
+    monkeypatch.setenv("GEMKR_BENCHMARKS", str(FIX))
 
 
 def test_loaders_read_the_fixtures(fixture_data):
@@ -25,7 +25,7 @@ def test_loaders_read_the_fixtures(fixture_data):
 
 
 def test_missing_file_is_named(tmp_path, monkeypatch):
-    monkeypatch.setenv("GEMKR_DATA", str(tmp_path))
+    monkeypatch.setenv("GEMKR_BENCHMARKS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="okvqa_train_corpus.csv"): load_gs112k()
 
 
