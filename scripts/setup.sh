@@ -20,5 +20,8 @@ else
   "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q "${PINS[@]}" -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
   "$VENV/bin/python" -c "import gemkr, numpy, torch, transformers, nbdev" || { echo "setup: install failed"; exit 1; }
+  # the notebooks name this kernel: JupyterLab started from the environment runs them in it, and does not mark
+  # them modified on open (nbdev_clean keeps a kernelspec whose display name equals its name)
+  "$VENV/bin/python" -m ipykernel install --sys-prefix --name gemkr --display-name gemkr >/dev/null
   echo "$key" > "$VENV/.gemkr-key"
 fi

@@ -2,7 +2,8 @@
 # The kit's test command (CI runs exactly this through .ci/run):
 #   1. the checkout is clean (set GEMKR_ALLOW_DIRTY=1 to test uncommitted work locally),
 #   2. nbdev_clean leaves no diff, 3. nbdev_export leaves no diff (library == notebooks),
-#   4. README.md is the rendering of nbs/index.ipynb,
+#   4. README.md is the rendering of nbs/index.ipynb, and saved notebook outputs are machine-independent
+#      (no absolute paths, no environment warnings, the plain kernelspec: scripts/check_notebooks.py),
 #   5. pytest: every default-tier notebook through nbdev's runner (one test each) + tests/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,4 +23,5 @@ nbdev_clean
 nbdev_export
 [ "$(state)" = "$before" ] || { echo "test: nbdev_export changed gemkr/: library and notebooks are out of sync"; git status -s; exit 1; }
 python scripts/render_readme.py --check
+python scripts/check_notebooks.py
 python -m pytest -q -p no:cacheprovider tests "$@"
