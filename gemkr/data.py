@@ -168,7 +168,9 @@ def index_of(self: Benchmark, passage_id: str) -> int:
 def subset(self: Benchmark, qids: Iterable[str], name: str | None = None) -> Benchmark:
     "The same passages with only the queries `qids`, in that order."
     qs = [self.query(q) for q in qids]
-    return Benchmark(name or self.name, self.passages, qs, self.relevance, dict(self.info, subset_of=self.name))
+    with warnings.catch_warnings():                  # the full benchmark already warned about blank answers
+        warnings.simplefilter("ignore")
+        return Benchmark(name or self.name, self.passages, qs, self.relevance, dict(self.info, subset_of=self.name))
 
 @patch
 def without_empty_answers(self: Benchmark) -> Benchmark:
@@ -211,7 +213,8 @@ def match_lower(answer: str, text: str) -> bool:
     return answer in text.lower()
 
 def match_word(answer: str, text: str) -> bool:
-    "Both lower-cased; the answer must not touch a word character on either side."
+    "Both lower-cased; the answer must not touch a word character on either side (a blank answer matches every text)."
+    if not answer.strip(): return True
     return re.search(rf"(?<!\w){re.escape(answer.lower())}(?!\w)", text.lower()) is not None
 
 MATCHERS: dict[str, Callable[[str, str], bool]] = {"raw": match_raw, "lower": match_lower, "word": match_word}
@@ -219,6 +222,7 @@ MATCHERS: dict[str, Callable[[str, str], bool]] = {"raw": match_raw, "lower": ma
 def answer_regex(answers: Sequence[str], rule: str) -> re.Pattern:
     "One regex finding any of `answers` under `rule`; search it in the text as is (`raw`) or lower-cased (`lower`, `word`)."
     if rule not in MATCHERS: raise ValueError(f"rule must be one of {list(MATCHERS)}, got {rule!r}")
+    if rule == "word" and any(not a.strip() for a in answers): return re.compile("")   # a blank answer matches every text
     alts = sorted({re.escape(a.lower() if rule == "word" else a) for a in answers}, key=len, reverse=True)
     if rule == "word": return re.compile(r"(?<!\w)(?:" + "|".join(alts) + r")(?!\w)")
     return re.compile("|".join(alts))
