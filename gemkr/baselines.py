@@ -80,6 +80,7 @@ def bm25_with_entity(bench: Benchmark, entity_name: Callable[[Query], str] | Non
         texts.append(f"{q.question} {name}")
     return dict(zip([q.qid for q in bench.queries], index.search(texts, cfg.k)))
 
+# %% ../nbs/04b_baselines.ipynb #bb7df2f8
 def random_baseline(bench: Benchmark, seed: int = 0, k: int = 10) -> dict[str, list[int]]:
     "k distinct passages drawn uniformly for each query; the draw depends only on (seed, qid)."
     n = len(bench.passages)

@@ -38,15 +38,19 @@ def _read_text(path) -> str:
 _WS = re.compile(r"\s*")
 _KIND = {dict: "object", list: "array"}
 
+class _LineAt:
+    "The line number of a position in `text`, for positions asked in increasing order (counting only the new newlines)."
+    def __init__(self, text: str): self.text, self.line, self.last = text, 1, 0
+    def __call__(self, pos: int) -> int:
+        self.line += self.text.count("\n", self.last, pos); self.last = pos
+        return self.line
+
+# %% ../nbs/04_evaluation.ipynb #8438ca08
 def iter_json_array(path, kind: type = dict) -> Iterator[tuple[int, dict | list]]:
     "The records (each a `kind`: dict or list) of a JSON-array file, with the line each starts on; errors name the file and line."
     path = _existing(path)
     text, dec = _read_text(path), json.JSONDecoder()
-    line, last = 1, 0
-    def at(pos):
-        nonlocal line, last
-        line += text.count("\n", last, pos); last = pos
-        return line
+    at = _LineAt(text)
     pos = _WS.match(text).end()
     if text[pos:pos + 1] != "[": raise ValueError(f"{path}, line {at(pos)}: expected a JSON array, found {text[pos:pos + 20]!r}")
     pos, i = _WS.match(text, pos + 1).end(), 0
@@ -162,6 +166,7 @@ def _read_json(path, key: str) -> list:
     if not isinstance(obj, dict) or not isinstance(obj.get(key), list): raise ValueError(f"{path}: expected a JSON object with a list '{key}'")
     return obj
 
+# %% ../nbs/04_evaluation.ipynb #95845da6
 def _okvqa_official(path: Path, annotations_json, image_dir) -> list[tuple[str, Query]]:
     "OK-VQA's own question file joined with its annotation file on question_id."
     qs = _read_json(path, "questions")
@@ -254,6 +259,7 @@ def _keep_queries(queries: list[Query], drop_empty_answers: bool) -> tuple[list[
     kept = [q for q in queries if not (drop_empty_answers and q.has_empty_answer)]
     return kept, len(queries) - len(kept)
 
+# %% ../nbs/04_evaluation.ipynb #03a78221
 def load_gs112k(corpus_csv=None, questions_json=None, image_dir=None, annotations_json=None, *, protocol=None,
                 normalize: bool | None = None, dedup: bool | None = None, drop_empty_answers: bool = False,
                 check_images: bool = False) -> Benchmark:
@@ -328,15 +334,18 @@ class TsvImages:
         try: return got.decode("utf-8"), b64
         except UnicodeDecodeError: raise ValueError(f"{self.tsv}: the line at byte offset {self.offsets[k]} does not start with an image id") from None
 
-    def read(self, img_id) -> bytes:
-        "The image bytes (a JPEG for WebQA) of `img_id`."
-        got, b64 = self._line(img_id)
-        if got != str(img_id): raise ValueError(f"{self.tsv}: offset {self.offsets[int(img_id) % 10_000_000]} holds image {got!r}, not {img_id}")
-        return base64.b64decode(b64)
+# %% ../nbs/04_evaluation.ipynb #4793bdd3
+@patch
+def read(self: TsvImages, img_id) -> bytes:
+    "The image bytes (a JPEG for WebQA) of `img_id`."
+    got, b64 = self._line(img_id)
+    if got != str(img_id): raise ValueError(f"{self.tsv}: offset {self.offsets[int(img_id) % 10_000_000]} holds image {got!r}, not {img_id}")
+    return base64.b64decode(b64)
 
-    def __contains__(self, img_id) -> bool:
-        try: return self._line(img_id)[0] == str(img_id)
-        except KeyError: return False
+@patch
+def __contains__(self: TsvImages, img_id) -> bool:
+    try: return self._line(img_id)[0] == str(img_id)
+    except KeyError: return False
 
 # %% ../nbs/04_evaluation.ipynb #4cbe8207
 def _remuq_query(rec: dict, i: int, where_pid: dict[str, int], corpus_csv: Path) -> Query:

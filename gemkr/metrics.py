@@ -127,6 +127,7 @@ def read_gemkr_results(path, bench: Benchmark, dedup: bool = True) -> dict[str, 
         out[q.qid] = dedup_ranking(r) if dedup else r
     return out
 
+# %% ../nbs/04a_metrics.ipynb #f6548bb1
 def read_vrr_retrieved(path, bench: Benchmark, prefix: str = "google:") -> dict[str, list[int]]:
     "Rankings from a VRR/DPR retrieved-knowledge JSON (`ctxs` ids `google:<kid>`), one record per query, in order."
     rows = _rows(path, dict)
