@@ -141,7 +141,8 @@ def mini_baseline_results(splits: Sequence[str] = ("test", "test_heldout"), cfg:
     return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/04b_baselines.ipynb #e4c52a1a
-def summarize(per: pd.DataFrame, by: Sequence[str] = ("split", "relevance", "baseline"), metrics=("P@1", "P@5", "R@5", "R@10", "MRR@10")) -> pd.DataFrame:
+def summarize(per: pd.DataFrame, by: Sequence[str] = ("split", "relevance", "baseline"),
+              metrics=("P@1", "P@5", "R@5", "R@10", "MRR@10")) -> pd.DataFrame:
     "Mean of `metrics` (in percent) grouped by `by`, with the number of queries."
     g = per.groupby(list(by), sort=False)
     out = g[list(metrics)].mean() * 100
@@ -166,7 +167,8 @@ def mini_baselines_cli(
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summarize(per).to_string())
         print("\nR@5 (%) per family, gold relevance:")
-        print(summarize(per[per.relevance == "gold"], by=("split", "baseline", "family"), metrics=("R@5",))["R@5"].unstack("family").to_string())
+        gold = summarize(per[per.relevance == "gold"], by=("split", "baseline", "family"), metrics=("R@5",))
+        print(gold["R@5"].unstack("family").to_string())
     if out:
         with atomic_write(out, "w") as f: per.to_csv(f, index=False)
         save_config(cfg, config_path(out))

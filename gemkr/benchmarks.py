@@ -79,7 +79,8 @@ def _csv_rows(path, delimiter: str, header: list[str]) -> Iterator[tuple[int, li
                 if row != header: raise ValueError(f"{path}, line 1: expected the header {header}, found {row[:4]}")
                 continue
             if not row: continue
-            if len(row) != len(header): raise ValueError(f"{path}, line {start}: expected {len(header)} columns ({','.join(header)}), found {len(row)}")
+            if len(row) != len(header):
+                raise ValueError(f"{path}, line {start}: expected {len(header)} columns ({','.join(header)}), found {len(row)}")
             yield start, row
     except csv.Error as e: raise ValueError(f"{path}, line {end + 1}: not valid CSV ({e})") from None
     if end == 0: raise ValueError(f"{path}, line 1: the file is empty; expected the header {header}")
@@ -163,7 +164,8 @@ def _read_json(path, key: str) -> list:
     "The list under `key` of a JSON-object file; errors name the file (and line)."
     try: obj = json.loads(_read_text(path))
     except json.JSONDecodeError as e: raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get(key), list): raise ValueError(f"{path}: expected a JSON object with a list '{key}'")
+    if not isinstance(obj, dict) or not isinstance(obj.get(key), list):
+        raise ValueError(f"{path}: expected a JSON object with a list '{key}'")
     return obj
 
 # %% ../nbs/04_evaluation.ipynb #95845da6
@@ -174,7 +176,8 @@ def _okvqa_official(path: Path, annotations_json, image_dir) -> list[tuple[str, 
     ann_path = _existing(annotations_json if annotations_json is not None else path.parent / f"mscoco_{split}_annotations.json")
     answers = {}
     for j, a in enumerate(_read_json(ann_path, "annotations")["annotations"]):
-        try: answers[a["question_id"]] = list(dict.fromkeys([x["raw_answer"] for x in a["answers"]] + [x["answer"] for x in a["answers"]]))
+        try: answers[a["question_id"]] = list(dict.fromkeys([x["raw_answer"] for x in a["answers"]] +
+                                                            [x["answer"] for x in a["answers"]]))
         except (KeyError, TypeError) as e: raise ValueError(f"{ann_path}, annotations[{j}]: missing or malformed {e}") from None
     out = []
     for j, rec in enumerate(qs["questions"]):
@@ -183,8 +186,9 @@ def _okvqa_official(path: Path, annotations_json, image_dir) -> list[tuple[str, 
             _need(rec, "image_id", "question", "question_id")
             qid = _ident(rec["question_id"], "question_id")
             if rec["question_id"] not in answers: raise ValueError(f"question_id {rec['question_id']} has no annotation in {ann_path}")
-            out.append((where, Query(qid, _image(image_dir, coco_image_name(rec["image_id"], split)), _text(rec, "question"),
-                                     answers[rec["question_id"]], meta=dict(question_id=rec["question_id"], image_id=rec["image_id"]))))
+            image = _image(image_dir, coco_image_name(rec["image_id"], split))
+            out.append((where, Query(qid, image, _text(rec, "question"), answers[rec["question_id"]],
+                                     meta=dict(question_id=rec["question_id"], image_id=rec["image_id"]))))
         except (ValueError, TypeError) as e: raise ValueError(f"{where}: {e}") from None
     return out
 
@@ -294,7 +298,8 @@ def read_dpr_tsv(path, limit: int | None = None, normalize: bool = False) -> lis
 
 # %% ../nbs/04_evaluation.ipynb #19de89d7
 def load_wk21m(psgs_tsv=None, questions_json=None, image_dir=None, annotations_json=None, *, limit: int | None = None,
-               protocol=None, normalize: bool | None = None, drop_empty_answers: bool = False, check_images: bool = False) -> Benchmark:
+               protocol=None, normalize: bool | None = None, drop_empty_answers: bool = False,
+               check_images: bool = False) -> Benchmark:
     "OKVQA-WK21M: DPR's Wikipedia passages and the OK-VQA questions, relevance by answer match."
     normalize = corpus_options(protocol, normalize)[0]
     psgs_tsv = _existing(_data_path(psgs_tsv, "wk21m", "psgs_w100.tsv"))
@@ -332,14 +337,16 @@ class TsvImages:
         with open(self.tsv, "rb") as f:
             f.seek(self.offsets[k]); got, _, b64 = f.readline().rstrip(b"\r\n").partition(b"\t")
         try: return got.decode("utf-8"), b64
-        except UnicodeDecodeError: raise ValueError(f"{self.tsv}: the line at byte offset {self.offsets[k]} does not start with an image id") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{self.tsv}: the line at byte offset {self.offsets[k]} does not start with an image id") from None
 
 # %% ../nbs/04_evaluation.ipynb #4793bdd3
 @patch
 def read(self: TsvImages, img_id) -> bytes:
     "The image bytes (a JPEG for WebQA) of `img_id`."
     got, b64 = self._line(img_id)
-    if got != str(img_id): raise ValueError(f"{self.tsv}: offset {self.offsets[int(img_id) % 10_000_000]} holds image {got!r}, not {img_id}")
+    if got != str(img_id):
+        raise ValueError(f"{self.tsv}: offset {self.offsets[int(img_id) % 10_000_000]} holds image {got!r}, not {img_id}")
     return base64.b64decode(b64)
 
 @patch

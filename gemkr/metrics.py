@@ -21,7 +21,7 @@ __all__ = ['answer_matcher', 'is_relevant', 'dedup_ranking', 'check_rankings', '
 
 # %% ../nbs/04a_metrics.ipynb #5fa008c5
 def answer_matcher(match) -> Callable[[str, str], bool]:
-    "The rule `match` (a name in MATCH_RULES, or a callable) as `f(answer, text)`; under a named rule a blank answer matches every passage."
+    "The rule `match` (a name in MATCH_RULES, or a callable) as `f(answer, text)`; a blank answer matches every passage."
     if callable(match): return match
     if match not in MATCH_RULES: raise ValueError(f"match must be one of {list(MATCH_RULES)} or a callable, got {match!r}")
     rule = MATCH_RULES[match]
@@ -41,21 +41,24 @@ def dedup_ranking(ranking: Sequence[int]) -> list[int]:
 def _check_ranking(r, qid: str, n: int, repeats: str) -> list[int]:
     "One ranking as a list of ints in [0, n), with repeats refused, removed or kept."
     if not (isinstance(r, (list, tuple, range)) or (isinstance(r, np.ndarray) and r.ndim == 1)):
-        raise ValueError(f"ranking of {qid!r} is a {type(r).__name__}; a ranking must be ordered, best first (a list, tuple or 1-D array)")
+        raise ValueError(f"ranking of {qid!r} is a {type(r).__name__}; a ranking must be ordered, best first "
+                         "(a list, tuple or 1-D array)")
     bad = [d for d in r if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or not 0 <= d < n]
     if bad: raise ValueError(f"ranking of {qid!r}: {bad[0]!r} is not a passage index in [0, {n})")
     r = [int(d) for d in r]
     if repeats == "dedup": return dedup_ranking(r)
     if repeats == "refuse" and len(set(r)) != len(r):
         d = next(d for i, d in enumerate(r) if d in r[:i])
-        raise ValueError(f"ranking of {qid!r} repeats passage {d}; remove repeats first (dedup_ranking) or pass repeats='dedup' or 'count'")
+        raise ValueError(f"ranking of {qid!r} repeats passage {d}; remove repeats first (dedup_ranking) "
+                         "or pass repeats='dedup' or 'count'")
     return r
 
 # %% ../nbs/04a_metrics.ipynb #b37e8277
 def check_rankings(bench: Benchmark, rankings: dict, repeats: str = "refuse") -> dict[str, list[int]]:
     "The rankings of `bench`'s queries as lists of ints, after checking them; `repeats`: 'refuse', 'dedup' or 'count'."
     if repeats not in REPEATS: raise ValueError(f"repeats must be one of {REPEATS}, got {repeats!r}")
-    if not isinstance(rankings, Mapping): raise ValueError(f"rankings must be a dict of query id -> ranking, got {type(rankings).__name__}")
+    if not isinstance(rankings, Mapping):
+        raise ValueError(f"rankings must be a dict of query id -> ranking, got {type(rankings).__name__}")
     if not bench.queries: raise ValueError(f"{bench.name}: no queries to evaluate")
     missing = [q.qid for q in bench.queries if q.qid not in rankings]
     if missing: raise ValueError(f"rankings lack {len(missing)} of {len(bench)} queries of {bench.name}, e.g. {missing[:3]}")
@@ -96,7 +99,8 @@ def scoring_rules(bench: Benchmark, match=None, repeats: str | None = None, prot
     if protocol is None: return ("raw" if match is None else match), ("refuse" if repeats is None else repeats)
     p = get_protocol(protocol)
     for name, given, fixed in (("match", match, p.match), ("repeats", repeats, p.repeats)):
-        if given is not None and given != fixed: raise ValueError(f"protocol {p.name!r} fixes {name}={fixed!r}; leave {name} out or the protocol")
+        if given is not None and given != fixed:
+            raise ValueError(f"protocol {p.name!r} fixes {name}={fixed!r}; leave {name} out or the protocol")
     if bench.relevance == "answer":
         for key, want in (("normalize", p.normalize), ("dedup", p.dedup_texts)):
             if key in bench.info and bool(bench.info[key]) != want:
@@ -118,7 +122,7 @@ def _to_index(bench: Benchmark, pid, where: str) -> int:
 
 # %% ../nbs/04a_metrics.ipynb #bf0c94b0
 def read_gemkr_results(path, bench: Benchmark, dedup: bool = True) -> dict[str, list[int]]:
-    "Rankings from GeMKR's `results_okvqa_*.json` (one list of beam labels per query, in order), repeats removed unless `dedup=False`."
+    "Rankings from GeMKR's `results_okvqa_*.json` (a list of beam labels per query, in order); repeats removed unless `dedup=False`."
     rows = _rows(path, list)
     if len(rows) != len(bench): raise ValueError(f"{path}: {len(rows)} result rows for the {len(bench)} queries of {bench.name}")
     out = {}
@@ -193,7 +197,8 @@ def per_query_scores(bench: Benchmark, rankings: dict, ks: Sequence[int] = (1, 5
     H = hit_matrix(bench, rankings, max(ks), match, repeats)
     cols = {f"P@{k}": H[:, :k].sum(1) / k for k in ks} | {f"R@{k}": H[:, :k].any(1).astype(float) for k in ks}
     cols[f"MRR@{max(ks)}"] = np.where(H.any(1), 1.0 / (H.argmax(1) + 1), 0.0)
-    return pd.DataFrame({"family": [q.family for q in bench.queries], **cols}, index=pd.Index([q.qid for q in bench.queries], name="qid"))
+    index = pd.Index([q.qid for q in bench.queries], name="qid")
+    return pd.DataFrame({"family": [q.family for q in bench.queries], **cols}, index=index)
 
 # %% ../nbs/04a_metrics.ipynb #fb66b6f0
 def evaluate(bench: Benchmark, rankings: dict, ks: Sequence[int] = (1, 5, 10), match=None, percent: bool = True, *,
