@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Callable
 import numpy as np
 import bm25s
-from .core import atomic_write, config_path, save_config
+from .core import atomic_write, check_float, check_int, config_path, save_config
 from .benchmarks import Benchmark, Query
 
 # %% auto #0
 __all__ = ['METHODS', 'BASELINE_NAMES', 'BaselineConfig', 'BM25Index', 'bm25_baseline', 'bm25_with_entity', 'random_baseline',
-           'run_baseline', 'save_rankings', 'load_rankings', 'mini_baseline_results', 'summarize', 'mini_baselines_cli']
+           'run_baseline', 'save_rankings', 'load_rankings', 'mini_baseline_results', 'summarize', 'by_pictures',
+           'mini_baselines_cli']
 
 # %% ../nbs/04b_baselines.ipynb #a74c3df4
 METHODS = ("bm25", "bm25_entity", "random")
@@ -35,10 +36,8 @@ class BaselineConfig:
 
     def __post_init__(self):
         if self.method not in METHODS: raise ValueError(f"BaselineConfig.method must be one of {METHODS}, got {self.method!r}")
-        for f in ("k", "seed"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if f == "k" else 0):
-                raise ValueError(f"BaselineConfig.{f} must be a {'positive' if f == 'k' else 'non-negative'} integer, got {v!r}")
+        check_int(self.k, "BaselineConfig.k", min=1); check_int(self.seed, "BaselineConfig.seed", min=0)
+        check_float(self.k1, "BaselineConfig.k1", min=0); check_float(self.b, "BaselineConfig.b", min=0, max=1)
 
 # %% ../nbs/04b_baselines.ipynb #0b286dd9
 class BM25Index:
@@ -70,17 +69,18 @@ def bm25_baseline(bench: Benchmark, cfg: BaselineConfig | None = None, index: BM
 
 def bm25_with_entity(bench: Benchmark, entity_name: Callable[[Query], str] | None = None, cfg: BaselineConfig | None = None,
                      index: BM25Index | None = None) -> dict[str, list[int]]:
-    "The text oracle: BM25 with the pictured entity's name (`entity_name(query)`, else `query.meta['entity_name']`) appended."
+    "The text oracle: BM25 with the pictured entity's name (`entity_name(query)`, else `query.scene.entity_name`) appended."
     cfg = cfg or BaselineConfig(method="bm25_entity")
     index = index or BM25Index(bench.passage_texts(with_title=cfg.with_title), cfg)
     texts = []
     for q in bench.queries:
-        name = entity_name(q) if entity_name is not None else q.meta.get("entity_name")
+        name = entity_name(q) if entity_name is not None else q.scene.entity_name if q.scene is not None else None
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"{bench.name}: query {q.qid!r} has no entity name (pass entity_name= or set meta['entity_name'])")
+            raise ValueError(f"{bench.name}: query {q.qid!r} has no entity name (pass entity_name=, or give the query a scene)")
         texts.append(f"{q.question} {name}")
     return dict(zip([q.qid for q in bench.queries], index.search(texts, cfg.k)))
 
+# %% ../nbs/04b_baselines.ipynb #bb7df2f8
 def random_baseline(bench: Benchmark, seed: int = 0, k: int = 10) -> dict[str, list[int]]:
     "k distinct passages drawn uniformly for each query; the draw depends only on (seed, qid)."
     n = len(bench.passages)
@@ -117,41 +117,48 @@ from fastcore.script import call_parse, Param
 BASELINE_NAMES = {"random": "random", "bm25": "BM25 (question)", "bm25_entity": "BM25 + entity name (text oracle)"}
 
 def _scores(bench: Benchmark, rankings: dict, ks, match: str) -> pd.DataFrame:
+    "Per-query scores with the number of pictures in each query's scene (None without a scene)."
     from gemkr.metrics import per_query_scores
     per = per_query_scores(bench, rankings, ks, match)
-    per["n_pictures"] = [q.meta.get("n_pictures") for q in bench.queries]
+    per["n_pictures"] = [q.scene.n_pictures if q.scene is not None else None for q in bench.queries]
     return per
 
+# %% ../nbs/04b_baselines.ipynb #e0dca33b
 def mini_baseline_results(splits: Sequence[str] = ("test", "test_heldout"), cfg: BaselineConfig | None = None,
-                          ks: Sequence[int] = (1, 5, 10), match: str = "word") -> pd.DataFrame:
+                          ks: Sequence[int] = (1, 5, 10), match: str = "word", load: Callable | None = None) -> pd.DataFrame:
     "Per-query scores of every baseline on GeMKR-Mini splits: columns split, baseline, relevance, family, n_pictures, metrics."
-    from gemkr.benchmarks import load_mini
+    if load is None: from gemkr.benchmarks import load_mini as load   # load(split, relevance) -> Benchmark
     cfg = cfg or BaselineConfig()
     frames, index = [], None
     for split in splits:
         for relevance in ("gold", "answer"):
-            bench = load_mini(split, relevance)
+            bench = load(split, relevance)
             index = index or BM25Index(bench.passage_texts(with_title=cfg.with_title), cfg)
             for method, name in BASELINE_NAMES.items():
-                runs = run_baseline(bench, dataclasses.replace(cfg, method=method), index=index)
-                per = _scores(bench, runs, ks, match)
-                per.insert(0, "relevance", "gold" if relevance == "gold" else "GS rule")
-                per.insert(0, "baseline", name); per.insert(0, "split", split)
+                per = _scores(bench, run_baseline(bench, dataclasses.replace(cfg, method=method), index=index), ks, match)
+                per.insert(0, "relevance", relevance); per.insert(0, "baseline", name); per.insert(0, "split", split)
                 frames.append(per.reset_index())
     return pd.concat(frames, ignore_index=True)
 
-def summarize(per: pd.DataFrame, by: Sequence[str] = ("split", "relevance", "baseline"), metrics=("P@1", "P@5", "R@5", "R@10", "MRR@10")) -> pd.DataFrame:
+# %% ../nbs/04b_baselines.ipynb #e4c52a1a
+def summarize(per: pd.DataFrame, by: Sequence[str] = ("split", "relevance", "baseline"),
+              metrics=("P@1", "P@5", "R@5", "R@10", "MRR@10")) -> pd.DataFrame:
     "Mean of `metrics` (in percent) grouped by `by`, with the number of queries."
     g = per.groupby(list(by), sort=False)
     out = g[list(metrics)].mean() * 100
     out.insert(0, "n", g.size())
     return out.round(1)
 
+def by_pictures(per: pd.DataFrame, metrics=("R@5", "MRR@10")) -> pd.DataFrame:
+    "`metrics` (percent) per split and baseline, one column per number of pictures in the scene, in increasing order."
+    table = summarize(per, by=("split", "baseline", "n_pictures"), metrics=metrics).drop(columns="n").unstack("n_pictures")
+    return table.reindex(columns=sorted(table.columns.get_level_values("n_pictures").unique()), level="n_pictures")
+
 # %% ../nbs/04b_baselines.ipynb #b71855b0
 @call_parse
 def mini_baselines_cli(
     splits: Param("GeMKR-Mini splits to evaluate", str, nargs="*") = None,
-    match: Param("answer matching for the GS rule: raw, lower or word", str) = "word",
+    match: Param("answer matching for relevance 'answer': raw, lower, word or flmr", str) = "word",
     out: Param("optional CSV path for the per-query scores", str) = None,
 ):
     "Build GeMKR-Mini if needed, run the text baselines on it and print the results table."
@@ -160,7 +167,8 @@ def mini_baselines_cli(
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summarize(per).to_string())
         print("\nR@5 (%) per family, gold relevance:")
-        print(summarize(per[per.relevance == "gold"], by=("split", "baseline", "family"), metrics=("R@5",))["R@5"].unstack("family").to_string())
+        gold = summarize(per[per.relevance == "gold"], by=("split", "baseline", "family"), metrics=("R@5",))
+        print(gold["R@5"].unstack("family").to_string())
     if out:
         with atomic_write(out, "w") as f: per.to_csv(f, index=False)
         save_config(cfg, config_path(out))

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from fastcore.basics import patch
-from .core import benchmarks_dir, missing_benchmark_file
-from .data import RELEVANCE, Passage, Query, Scene, Benchmark, toy_benchmark, _unique_index
+from .core import benchmarks_dir, check_int, missing_benchmark_file, text_lines
+from .data import RELEVANCE, MATCHERS, Passage, Query, Scene, Benchmark, toy_benchmark, _unique_index
 
 # %% auto #0
-__all__ = ['iter_json_array', 'read_kid_text_csv', 'dedup_texts', 'coco_image_name', 'read_okvqa_queries', 'load_gs112k',
+__all__ = ['MATCH_RULES', 'REPEATS', 'PROTOCOLS', 'iter_json_array', 'read_kid_text_csv', 'dedup_texts', 'coco_image_name',
+           'read_okvqa_queries', 'match_flmr', 'Protocol', 'get_protocol', 'corpus_options', 'load_gs112k',
            'read_dpr_tsv', 'load_wk21m', 'TsvImages', 'load_remuq', 'load_mini']
 
 # %% ../nbs/04_evaluation.ipynb #0126736c
@@ -29,27 +30,37 @@ def _existing(path, what: str = "file") -> Path:
         raise missing_benchmark_file(path, what)
     return path
 
+def _read_text(path) -> str:
+    "The whole text of a UTF-8 file, a byte-order mark skipped; a byte that is not UTF-8 names the file and line."
+    return "".join(line for _, line in text_lines(_existing(path)))
+
 # %% ../nbs/04_evaluation.ipynb #1e8744cb
 _WS = re.compile(r"\s*")
+_KIND = {dict: "object", list: "array"}
 
-def iter_json_array(path) -> Iterator[tuple[int, dict]]:
-    "The records of a JSON-array file, each with the line it starts on; errors name the file and line."
+class _LineAt:
+    "The line number of a position in `text`, for positions asked in increasing order (counting only the new newlines)."
+    def __init__(self, text: str): self.text, self.line, self.last = text, 1, 0
+    def __call__(self, pos: int) -> int:
+        self.line += self.text.count("\n", self.last, pos); self.last = pos
+        return self.line
+
+# %% ../nbs/04_evaluation.ipynb #8438ca08
+def iter_json_array(path, kind: type = dict) -> Iterator[tuple[int, dict | list]]:
+    "The records (each a `kind`: dict or list) of a JSON-array file, with the line each starts on; errors name the file and line."
     path = _existing(path)
-    text, dec = path.read_text(encoding="utf-8"), json.JSONDecoder()
-    line, last = 1, 0
-    def at(pos):
-        nonlocal line, last
-        line += text.count("\n", last, pos); last = pos
-        return line
+    text, dec = _read_text(path), json.JSONDecoder()
+    at = _LineAt(text)
     pos = _WS.match(text).end()
     if text[pos:pos + 1] != "[": raise ValueError(f"{path}, line {at(pos)}: expected a JSON array, found {text[pos:pos + 20]!r}")
-    pos = _WS.match(text, pos + 1).end()
+    pos, i = _WS.match(text, pos + 1).end(), 0
     while text[pos:pos + 1] != "]":
         try: rec, end = dec.raw_decode(text, pos)
         except json.JSONDecodeError as e: raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict): raise ValueError(f"{path}, line {at(pos)}: expected a JSON object, got {type(rec).__name__}")
+        if not isinstance(rec, kind):
+            raise ValueError(f"{path}, line {at(pos)}: record {i} is a {type(rec).__name__}, expected a JSON {_KIND[kind]}")
         yield at(pos), rec
-        pos = _WS.match(text, end).end()
+        pos, i = _WS.match(text, end).end(), i + 1
         if text[pos:pos + 1] == ",":
             pos = _WS.match(text, pos + 1).end()
             if text[pos:pos + 1] == "]": raise ValueError(f"{path}, line {at(pos)}: not valid JSON (a comma before ']')")
@@ -60,26 +71,31 @@ def iter_json_array(path) -> Iterator[tuple[int, dict]]:
 def _csv_rows(path, delimiter: str, header: list[str]) -> Iterator[tuple[int, list[str]]]:
     "Rows after the required `header`, each with the line it starts on; errors name the file and line."
     path = _existing(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader, end = csv.reader(f, delimiter=delimiter), 0
-        try:
-            for row in reader:
-                start, end = end + 1, reader.line_num
-                if start == 1:
-                    if row != header: raise ValueError(f"{path}, line 1: expected the header {header}, found {row[:4]}")
-                    continue
-                if not row: continue
-                if len(row) != len(header): raise ValueError(f"{path}, line {start}: expected {len(header)} columns ({','.join(header)}), found {len(row)}")
-                yield start, row
-        except csv.Error as e: raise ValueError(f"{path}, line {end + 1}: not valid CSV ({e})") from None
+    reader, end = csv.reader((line for _, line in text_lines(path)), delimiter=delimiter), 0
+    try:
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if start == 1:
+                if row != header: raise ValueError(f"{path}, line 1: expected the header {header}, found {row[:4]}")
+                continue
+            if not row: continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}, line {start}: expected {len(header)} columns ({','.join(header)}), found {len(row)}")
+            yield start, row
+    except csv.Error as e: raise ValueError(f"{path}, line {end + 1}: not valid CSV ({e})") from None
+    if end == 0: raise ValueError(f"{path}, line 1: the file is empty; expected the header {header}")
 
 # %% ../nbs/04_evaluation.ipynb #e224cabf
+def _no_rows(path, passages: list) -> None:
+    if not passages: raise ValueError(f"{path}: no passages after the header on line 1; a corpus needs at least one")
+
 def read_kid_text_csv(path, normalize: bool = False) -> list[Passage]:
     "Passages of a `kid,text` CSV (GS112K, ReMuQ) as distributed; `normalize` applies GeMKR's `\\n`->space and `strip()`."
     out, lines = [], []
     for line, (kid, text) in _csv_rows(path, ",", ["kid", "text"]):
         if not kid.strip(): raise ValueError(f"{path}, line {line}: empty kid")
         out.append(Passage(kid, "", text.replace("\n", " ").strip() if normalize else text)); lines.append(line)
+    _no_rows(path, out)
     _unique_index([p.id for p in out], "passage id", lambda i: f"{path}, line {lines[i]}")
     return out
 
@@ -92,7 +108,7 @@ def dedup_texts(passages: Sequence[Passage]) -> list[Passage]:
 # %% ../nbs/04_evaluation.ipynb #945b8f1f
 def coco_image_name(image_id: int, split: str = "val2014") -> str:
     "COCO's file stem for `image_id`, e.g. `COCO_val2014_000000297147` (OK-VQA's test split is COCO val2014)."
-    return f"COCO_{split}_{int(image_id):012d}"
+    return f"COCO_{split}_{check_int(image_id, 'image_id', min=0):012d}"
 
 def _need(rec: dict, *keys: str) -> None:
     missing = [k for k in keys if k not in rec]
@@ -101,35 +117,58 @@ def _need(rec: dict, *keys: str) -> None:
 def _image(image_dir, stem) -> Path | None:
     return Path(image_dir) / f"{stem}.jpg" if image_dir is not None else None
 
+# %% ../nbs/04_evaluation.ipynb #ce5440ac
+def _text(rec: dict, key: str, optional: bool = False) -> str | None:
+    "`rec[key]` if it is a string (or missing/None when `optional`); else an error naming the field."
+    v = rec.get(key)
+    if v is None and optional: return None
+    if not isinstance(v, str): raise ValueError(f"{key!r} must be a string, got {v!r}")
+    return v
+
+def _ident(value, name: str) -> str:
+    "An id as a string: an integer (not a bool or a float) or a non-empty string."
+    if isinstance(value, str) and value.strip(): return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool): return str(int(value))
+    raise ValueError(f"{name} must be an integer or a non-empty string, got {value!r}")
+
+def _ctx_ids(rec: dict) -> list[str]:
+    "The passage ids of a record's `ctxs` list (empty when there is none)."
+    ctxs = rec.get("ctxs") or []
+    if not isinstance(ctxs, list): raise ValueError(f"'ctxs' must be a list, got {type(ctxs).__name__}")
+    for j, c in enumerate(ctxs):
+        if not isinstance(c, dict) or "id" not in c: raise ValueError(f"ctxs[{j}] has no 'id' (got {str(c)[:60]})")
+    return [_ident(c["id"], f"ctxs[{j}].id") for j, c in enumerate(ctxs)]
+
 # %% ../nbs/04_evaluation.ipynb #b53412b4
 def _from_retriever(rec: dict, i: int, image_dir) -> Query:
     "A VRR retriever-JSON record (also ReMuQ's layout)."
     _need(rec, "question", "question_id", "answers")
-    question, caption = rec["question"], rec.get("caption")
+    question, caption = _text(rec, "question"), _text(rec, "caption", optional=True)
     if caption and question.endswith(caption): question = question[: -len(caption)].strip()
     if not isinstance(rec["answers"], (dict, list)): raise ValueError(f"answers must be an object or a list, got {rec['answers']!r}")
-    meta = dict(question_id=rec["question_id"], img_id=rec.get("img_id"), caption=caption,
-                positive_ids=[str(c["id"]) for c in rec.get("ctxs") or []])
-    img = _image(image_dir, rec["img_id"]) if image_dir is not None and "img_id" in rec else None
-    return Query(str(rec["question_id"]), img, question, list(rec["answers"]), meta=meta)
+    meta = dict(question_id=rec["question_id"], img_id=rec.get("img_id"), caption=caption, positive_ids=_ctx_ids(rec))
+    img = _image(image_dir, _text(rec, "img_id")) if image_dir is not None and "img_id" in rec else None
+    return Query(_ident(rec["question_id"], "question_id"), img, question, list(rec["answers"]), meta=meta)
 
 def _from_gemkr(rec: dict, i: int, image_dir) -> Query:
     "A record of GeMKR's `dataset/okvqa/test.json`: question + ' ' + caption, answers, image; no id."
     _need(rec, "input", "output", "image")
-    text, answers = rec["input"], rec["output"]
+    text, answers = _text(rec, "input"), rec["output"]
     if not isinstance(answers, list): raise ValueError(f"output must be a list of answers, got {answers!r}")
     cut = text.find("?") + 1 or len(text)
-    return Query(str(i), _image(image_dir, rec["image"]), text[:cut], answers,
+    return Query(str(i), _image(image_dir, _text(rec, "image")), text[:cut], answers,
                  meta=dict(position=i, img_id=rec["image"], caption=text[cut:].strip()))
 
 # %% ../nbs/04_evaluation.ipynb #db484858
 def _read_json(path, key: str) -> list:
     "The list under `key` of a JSON-object file; errors name the file (and line)."
-    try: obj = json.loads(_existing(path).read_text(encoding="utf-8"))
+    try: obj = json.loads(_read_text(path))
     except json.JSONDecodeError as e: raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get(key), list): raise ValueError(f"{path}: expected a JSON object with a list '{key}'")
+    if not isinstance(obj, dict) or not isinstance(obj.get(key), list):
+        raise ValueError(f"{path}: expected a JSON object with a list '{key}'")
     return obj
 
+# %% ../nbs/04_evaluation.ipynb #95845da6
 def _okvqa_official(path: Path, annotations_json, image_dir) -> list[tuple[str, Query]]:
     "OK-VQA's own question file joined with its annotation file on question_id."
     qs = _read_json(path, "questions")
@@ -137,16 +176,19 @@ def _okvqa_official(path: Path, annotations_json, image_dir) -> list[tuple[str, 
     ann_path = _existing(annotations_json if annotations_json is not None else path.parent / f"mscoco_{split}_annotations.json")
     answers = {}
     for j, a in enumerate(_read_json(ann_path, "annotations")["annotations"]):
-        try: answers[a["question_id"]] = list(dict.fromkeys([x["raw_answer"] for x in a["answers"]] + [x["answer"] for x in a["answers"]]))
+        try: answers[a["question_id"]] = list(dict.fromkeys([x["raw_answer"] for x in a["answers"]] +
+                                                            [x["answer"] for x in a["answers"]]))
         except (KeyError, TypeError) as e: raise ValueError(f"{ann_path}, annotations[{j}]: missing or malformed {e}") from None
     out = []
     for j, rec in enumerate(qs["questions"]):
         where = f"{path}, questions[{j}]"
         try:
             _need(rec, "image_id", "question", "question_id")
+            qid = _ident(rec["question_id"], "question_id")
             if rec["question_id"] not in answers: raise ValueError(f"question_id {rec['question_id']} has no annotation in {ann_path}")
-            out.append((where, Query(str(rec["question_id"]), _image(image_dir, coco_image_name(rec["image_id"], split)), rec["question"],
-                                     answers[rec["question_id"]], meta=dict(question_id=rec["question_id"], image_id=rec["image_id"]))))
+            image = _image(image_dir, coco_image_name(rec["image_id"], split))
+            out.append((where, Query(qid, image, _text(rec, "question"), answers[rec["question_id"]],
+                                     meta=dict(question_id=rec["question_id"], image_id=rec["image_id"]))))
         except (ValueError, TypeError) as e: raise ValueError(f"{where}: {e}") from None
     return out
 
@@ -154,8 +196,7 @@ def _okvqa_official(path: Path, annotations_json, image_dir) -> list[tuple[str, 
 def read_okvqa_queries(questions_json, image_dir=None, annotations_json=None) -> list[Query]:
     "OK-VQA questions from a VRR retriever JSON, GeMKR's test.json, or OK-VQA's questions + annotations files."
     path = _existing(questions_json)
-    with open(path, encoding="utf-8") as f: head = f.read(4096).lstrip()[:1]
-    if head == "{": located = _okvqa_official(path, annotations_json, image_dir)
+    if _read_text(path).lstrip()[:1] == "{": located = _okvqa_official(path, annotations_json, image_dir)
     else:
         located = []
         for i, (line, rec) in enumerate(iter_json_array(path)):
@@ -164,95 +205,176 @@ def read_okvqa_queries(questions_json, image_dir=None, annotations_json=None) ->
                 convert = _from_gemkr if "input" in rec else _from_retriever
                 located.append((where, convert(rec, i, image_dir)))
             except (ValueError, TypeError) as e: raise ValueError(f"{where}: {e}") from None
+    if not located: raise ValueError(f"{path}, line 1: no questions (an empty list); expected the OK-VQA questions")
     for where, q in located:
         if not q.answers: raise ValueError(f"{where}: no answers")
     _unique_index([q.qid for _, q in located], "question id", lambda i: located[i][0])
     return [q for _, q in located]
 
-# %% ../nbs/04_evaluation.ipynb #76aad172
-def load_gs112k(corpus_csv=None, questions_json=None, image_dir=None, annotations_json=None, *,
-                normalize: bool = False, dedup: bool = False, check_images: bool = False) -> Benchmark:
+# %% ../nbs/04_evaluation.ipynb #20d6fc3b
+def match_flmr(answer: str, text: str) -> bool:
+    "RA-VQA/FLMR: the answer, stripped and lower-cased, is a substring of the lower-cased passage."
+    return answer.strip().lower() in text.lower()
+
+MATCH_RULES: dict[str, Callable[[str, str], bool]] = {**MATCHERS, "flmr": match_flmr}
+REPEATS = ("refuse", "dedup", "count")   # what a scorer does with a passage listed twice in one ranking
+
+# %% ../nbs/04_evaluation.ipynb #e7c31075
+@dataclass(frozen=True)
+class Protocol:
+    "How one paper's official code reads the passages and scores a ranking, fixed together under one name."
+    name: str
+    match: str          # answer-matching rule, a key of MATCH_RULES
+    repeats: str        # a passage listed twice in a ranking: "count" each time, "dedup" (keep the first), "refuse" (an error)
+    normalize: bool     # match against texts with '\n' -> ' ' and stripped (GeMKR's id2text.json), not the distributed ones
+    dedup_texts: bool   # keep one passage per distinct text, as GeMKR's index does
+    source: str         # the official code it reproduces
+
+    def __post_init__(self):
+        if self.match not in MATCH_RULES: raise ValueError(f"Protocol.match must be one of {list(MATCH_RULES)}, got {self.match!r}")
+        if self.repeats not in REPEATS: raise ValueError(f"Protocol.repeats must be one of {REPEATS}, got {self.repeats!r}")
+
+# %% ../nbs/04_evaluation.ipynb #c96410aa
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
+    Protocol("vrr", "lower", "count", normalize=False, dedup_texts=False, source="VRR evaluation/eval_knowledge.py"),
+    Protocol("gemkr", "raw", "dedup", normalize=True, dedup_texts=True, source="GeMKR eval.py over index/id2text.json"),
+    Protocol("flmr", "flmr", "count", normalize=False, dedup_texts=False, source="FLMR examples/example_use_flmr.py"),
+]}
+
+def get_protocol(protocol: str | Protocol) -> Protocol:
+    "The protocol named `protocol` (or `protocol` itself)."
+    if isinstance(protocol, Protocol): return protocol
+    if protocol not in PROTOCOLS: raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
+    return PROTOCOLS[protocol]
+
+# %% ../nbs/04_evaluation.ipynb #c473b7b8
+def corpus_options(protocol=None, normalize: bool | None = None, dedup: bool | None = None) -> tuple[bool, bool]:
+    "`(normalize, dedup)` for a corpus: the protocol's, or as given (default False); a conflict with the protocol is an error."
+    if protocol is None: return bool(normalize), bool(dedup)
+    p = get_protocol(protocol)
+    for name, given, fixed in (("normalize", normalize, p.normalize), ("dedup", dedup, p.dedup_texts)):
+        if given is not None and bool(given) != fixed:
+            raise ValueError(f"protocol {p.name!r} reads the corpus with {name}={fixed}; leave {name} out or pass {fixed}")
+    return p.normalize, p.dedup_texts
+
+# %% ../nbs/04_evaluation.ipynb #6521321c
+def _keep_queries(queries: list[Query], drop_empty_answers: bool) -> tuple[list[Query], int]:
+    "The queries, without those with a blank answer when `drop_empty_answers`; and how many were dropped."
+    kept = [q for q in queries if not (drop_empty_answers and q.has_empty_answer)]
+    return kept, len(queries) - len(kept)
+
+# %% ../nbs/04_evaluation.ipynb #03a78221
+def load_gs112k(corpus_csv=None, questions_json=None, image_dir=None, annotations_json=None, *, protocol=None,
+                normalize: bool | None = None, dedup: bool | None = None, drop_empty_answers: bool = False,
+                check_images: bool = False) -> Benchmark:
     "OKVQA-GS112K: VRR's Google-search corpus and the OK-VQA questions, relevance by answer match."
+    normalize, dedup = corpus_options(protocol, normalize, dedup)
     corpus_csv = _existing(_data_path(corpus_csv, "okvqa", "okvqa_train_corpus.csv"))
     questions_json = _existing(_data_path(questions_json, "okvqa", "retriever_test.json"))
     image_dir = _data_path(image_dir, "coco", "val2014")
     passages = read_kid_text_csv(corpus_csv, normalize=normalize)
     n_rows = len(passages)
     if dedup: passages = dedup_texts(passages)
-    queries = read_okvqa_queries(questions_json, image_dir, annotations_json)
-    info = dict(corpus=str(corpus_csv), questions=str(questions_json), image_dir=str(image_dir), normalize=normalize,
-                dedup=dedup, duplicate_texts_dropped=n_rows - len(passages))
+    queries, dropped = _keep_queries(read_okvqa_queries(questions_json, image_dir, annotations_json), drop_empty_answers)
+    info = dict(corpus=str(corpus_csv), questions=str(questions_json), image_dir=str(image_dir), normalize=normalize, dedup=dedup,
+                duplicate_texts_dropped=n_rows - len(passages), dropped_empty_answers=dropped)
     bench = Benchmark("OKVQA-GS112K", passages, queries, "answer", info)
     if check_images: bench.check_images()
     return bench
 
-# %% ../nbs/04_evaluation.ipynb #de67ceea
-def read_dpr_tsv(path, limit: int | None = None) -> list[Passage]:
+# %% ../nbs/04_evaluation.ipynb #c8d71f73
+def read_dpr_tsv(path, limit: int | None = None, normalize: bool = False) -> list[Passage]:
     "Passages of DPR's `psgs_w100.tsv` (`id\\ttext\\ttitle`), read as DPR does; at most `limit` rows."
+    limit = None if limit is None else check_int(limit, "limit", min=1)
     out, lines = [], []
     for line, (pid, text, title) in _csv_rows(path, "\t", ["id", "text", "title"]):
         if limit is not None and len(out) >= limit: break
         if not pid.strip(): raise ValueError(f"{path}, line {line}: empty id")
-        out.append(Passage(pid, title, text.strip('"'))); lines.append(line)
+        text = text.strip('"')
+        out.append(Passage(pid, title, text.replace("\n", " ").strip() if normalize else text)); lines.append(line)
+    _no_rows(path, out)
     _unique_index([p.id for p in out], "passage id", lambda i: f"{path}, line {lines[i]}")
     return out
 
-def load_wk21m(psgs_tsv=None, questions_json=None, image_dir=None, annotations_json=None, *,
-               limit: int | None = None, check_images: bool = False) -> Benchmark:
+# %% ../nbs/04_evaluation.ipynb #19de89d7
+def load_wk21m(psgs_tsv=None, questions_json=None, image_dir=None, annotations_json=None, *, limit: int | None = None,
+               protocol=None, normalize: bool | None = None, drop_empty_answers: bool = False,
+               check_images: bool = False) -> Benchmark:
     "OKVQA-WK21M: DPR's Wikipedia passages and the OK-VQA questions, relevance by answer match."
+    normalize = corpus_options(protocol, normalize)[0]
     psgs_tsv = _existing(_data_path(psgs_tsv, "wk21m", "psgs_w100.tsv"))
     questions_json = _existing(_data_path(questions_json, "okvqa", "retriever_test.json"))
     image_dir = _data_path(image_dir, "coco", "val2014")
-    bench = Benchmark("OKVQA-WK21M", read_dpr_tsv(psgs_tsv, limit), read_okvqa_queries(questions_json, image_dir, annotations_json),
-                      "answer", dict(corpus=str(psgs_tsv), questions=str(questions_json), image_dir=str(image_dir), limit=limit))
+    passages = read_dpr_tsv(psgs_tsv, limit, normalize)
+    queries, dropped = _keep_queries(read_okvqa_queries(questions_json, image_dir, annotations_json), drop_empty_answers)
+    bench = Benchmark("OKVQA-WK21M", passages, queries, "answer", dict(corpus=str(psgs_tsv), questions=str(questions_json),
+                      image_dir=str(image_dir), limit=limit, normalize=normalize, dropped_empty_answers=dropped))
     if check_images: bench.check_images()
     return bench
 
 # %% ../nbs/04_evaluation.ipynb #bb368a62
+def _line_offsets(lineidx: Path) -> list[int]:
+    "The byte offsets of an `imgs.lineidx`, one per line; errors name the file and line."
+    offsets = []
+    for i, line in text_lines(lineidx):
+        if not line.strip(): continue
+        if not line.strip().isdigit(): raise ValueError(f"{lineidx}, line {i}: expected a byte offset, found {line.strip()!r}")
+        offsets.append(int(line))
+    if not offsets: raise ValueError(f"{lineidx}: the file is empty; expected one byte offset per line of the image store")
+    return offsets
+
+# %% ../nbs/04_evaluation.ipynb #9caebd56
 class TsvImages:
     "WebQA/ReMuQ image store: `imgs.tsv` lines `<id>\\t<base64>` found through the byte offsets of `imgs.lineidx`."
     def __init__(self, tsv, lineidx=None):
         self.tsv = _existing(tsv)
         self.lineidx = _existing(lineidx if lineidx is not None else self.tsv.with_suffix(".lineidx"))
-        self.offsets = []
-        for i, l in enumerate(self.lineidx.read_text().split(), 1):
-            if not l.isdigit(): raise ValueError(f"{self.lineidx}, line {i}: expected a byte offset, found {l!r}")
-            self.offsets.append(int(l))
+        self.offsets = _line_offsets(self.lineidx)
 
     def _line(self, img_id) -> tuple[str, bytes]:
         k = int(img_id) % 10_000_000
         if k >= len(self.offsets): raise KeyError(f"image {img_id}: {self.lineidx} has {len(self.offsets)} lines, none at {k}")
         with open(self.tsv, "rb") as f:
             f.seek(self.offsets[k]); got, _, b64 = f.readline().rstrip(b"\r\n").partition(b"\t")
-        return got.decode(), b64
+        try: return got.decode("utf-8"), b64
+        except UnicodeDecodeError:
+            raise ValueError(f"{self.tsv}: the line at byte offset {self.offsets[k]} does not start with an image id") from None
 
-    def read(self, img_id) -> bytes:
-        "The image bytes (a JPEG for WebQA) of `img_id`."
-        got, b64 = self._line(img_id)
-        if got != str(img_id): raise ValueError(f"{self.tsv}: offset {self.offsets[int(img_id) % 10_000_000]} holds image {got!r}, not {img_id}")
-        return base64.b64decode(b64)
+# %% ../nbs/04_evaluation.ipynb #4793bdd3
+@patch
+def read(self: TsvImages, img_id) -> bytes:
+    "The image bytes (a JPEG for WebQA) of `img_id`."
+    got, b64 = self._line(img_id)
+    if got != str(img_id):
+        raise ValueError(f"{self.tsv}: offset {self.offsets[int(img_id) % 10_000_000]} holds image {got!r}, not {img_id}")
+    return base64.b64decode(b64)
 
-    def __contains__(self, img_id) -> bool:
-        try: return self._line(img_id)[0] == str(img_id)
-        except KeyError: return False
+@patch
+def __contains__(self: TsvImages, img_id) -> bool:
+    try: return self._line(img_id)[0] == str(img_id)
+    except KeyError: return False
 
-# %% ../nbs/04_evaluation.ipynb #1168182b
+# %% ../nbs/04_evaluation.ipynb #4cbe8207
+def _remuq_query(rec: dict, i: int, where_pid: dict[str, int], corpus_csv: Path) -> Query:
+    "A ReMuQ record as a query whose relevant passage is its gold `ctxs[0].id`."
+    q = _from_retriever(rec, i, None)
+    if not q.meta["positive_ids"]: raise ValueError("ctxs is empty: no gold passage")
+    gold = q.meta["positive_ids"][0]
+    if gold not in where_pid: raise ValueError(f"gold passage id {gold!r} (ctxs[0].id) is not in {corpus_csv.name}")
+    return dataclasses.replace(q, relevant=frozenset({where_pid[gold]}))
+
+# %% ../nbs/04_evaluation.ipynb #39b136ed
 def load_remuq(corpus_csv=None, questions_json=None, images_tsv=None, *, check_images: bool = False) -> Benchmark:
     "ReMuQ: WebQA-based image + question queries over its text corpus, relevance = the gold passage `ctxs[0].id`."
     corpus_csv = _existing(_data_path(corpus_csv, "remuq", "open_corpus_195837.csv"))
     questions_json = _existing(_data_path(questions_json, "remuq", "test.json"))
     passages = read_kid_text_csv(corpus_csv)
-    where_pid = {p.id: i for i, p in enumerate(passages)}
-    located = []
+    where_pid, located = {p.id: i for i, p in enumerate(passages)}, []
     for i, (line, rec) in enumerate(iter_json_array(questions_json)):
         where = f"{questions_json}, line {line}"
-        try:
-            q = _from_retriever(rec, i, None)
-            if not rec.get("ctxs"): raise ValueError("ctxs is empty: no gold passage")
-            gold = str(rec["ctxs"][0]["id"])
-            if gold not in where_pid: raise ValueError(f"gold passage id {gold!r} (ctxs[0].id) is not in {corpus_csv.name}")
-        except (ValueError, TypeError, KeyError) as e: raise ValueError(f"{where}: {e}") from None
-        located.append((where, dataclasses.replace(q, relevant=frozenset({where_pid[gold]}))))
+        try: located.append((where, _remuq_query(rec, i, where_pid, corpus_csv)))
+        except (ValueError, TypeError) as e: raise ValueError(f"{where}: {e}") from None
+    if not located: raise ValueError(f"{questions_json}, line 1: no questions (an empty list)")
     _unique_index([q.qid for _, q in located], "question id", lambda i: located[i][0])
     images_tsv = _data_path(images_tsv, "remuq", "imgs.tsv")
     bench = Benchmark("ReMuQ", passages, [q for _, q in located], "gold",

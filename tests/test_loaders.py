@@ -1,6 +1,6 @@
-"""The exported loaders, metrics and baselines on the fixtures in tests/fixtures/ (the distributed formats of
-shared/research/formats.md). The notebooks 04_evaluation, 04a_metrics and 04b_baselines hold the full tests;
-these check the installed modules directly, without nbdev."""
+"""The exported loaders, metrics and baselines on the fixtures in tests/fixtures/ (tiny files in the formats the benchmarks
+are distributed in). The notebooks 04_evaluation, 04a_metrics and 04b_baselines hold the full tests; these check the
+installed modules directly, without nbdev."""
 import json
 from pathlib import Path
 import pytest
@@ -43,6 +43,39 @@ def test_official_numbers(fixture_data):
     assert [p.text for p in gs_gemkr.passages] == list(json.loads((FIX / "gemkr" / "id2text.json").read_text()).values())
     ours = evaluate(gs_gemkr, read_gemkr_results(FIX / "gemkr" / "results_okvqa_fixture.json", gs_gemkr), ks=(5, 10)).loc["all"]
     assert [ours["P@5"], ours["R@5"], ours["R@10"]] == pytest.approx([20, 100, 100])
+
+
+def test_official_numbers_by_protocol_name(fixture_data):
+    gs = load_gs112k(protocol="vrr")
+    vrr = evaluate(gs, read_vrr_retrieved(FIX / "okvqa" / "retrieved.json", gs), ks=(1, 5), protocol="vrr").loc["all"]
+    assert [vrr["P@1"], vrr["P@5"], vrr["R@1"], vrr["R@5"]] == pytest.approx([50, 20, 50, 100])
+    gs_gemkr = load_gs112k(questions_json=FIX / "gemkr" / "test.json", protocol="gemkr")
+    beams = read_gemkr_results(FIX / "gemkr" / "results_okvqa_fixture.json", gs_gemkr, dedup=False)   # as written: repeats kept
+    ours = evaluate(gs_gemkr, beams, ks=(5, 10), protocol="gemkr").loc["all"]
+    assert [ours["P@5"], ours["R@5"], ours["R@10"]] == pytest.approx([20, 100, 100])
+    with pytest.raises(ValueError, match="load it with protocol='gemkr'"):
+        evaluate(gs, read_vrr_retrieved(FIX / "okvqa" / "retrieved.json", gs), protocol="gemkr")
+
+
+def test_protocol_counterexamples():
+    """Repeats, case, an answer inside a word, spaces, an empty answer, rankings shorter than k: computed by hand."""
+    import warnings
+    from gemkr.benchmarks import Benchmark, Passage, Query
+    passages = [Passage("0", "", "Motocross is a form of racing."), Passage("1", "", "The rider wore a helmet."),
+                Passage("2", "", "A teddy bear is a stuffed toy."), Passage("3", "", "Nothing to see here.")]
+    queries = [Query("repeat", None, "?", ["stuffed toy"]), Query("case", None, "?", ["Motocross"]), Query("inside", None, "?", ["ride"]),
+               Query("spaces", None, "?", [" helmet "]), Query("empty", None, "?", [""])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = Benchmark("cases", passages, queries, "answer")
+    rankings = {"repeat": [2, 2, 3], "case": [3, 0], "inside": [1], "spaces": [0, 1], "empty": [3]}
+    by_hand = {"vrr": [0.6, 0.4, 0.16, 0.6, 0.6, 0.6], "gemkr": [0.6, 0.4, 0.16, 0.6, 0.8, 0.7], "flmr": [0.6, 0.6, 0.24, 0.6, 1.0, 0.8]}
+    for protocol, want in by_hand.items():
+        ev = evaluate(cases, rankings, ks=(1, 2, 5), protocol=protocol, percent=False).loc["all"]
+        assert [ev["P@1"], ev["P@2"], ev["P@5"], ev["R@1"], ev["R@2"], ev["MRR@5"]] == pytest.approx(want), protocol
+    with pytest.raises(ValueError, match="repeats passage 2"):
+        evaluate(cases, rankings)
+    assert evaluate(cases, rankings, ks=(1,), match="word", repeats="dedup", percent=False).loc["all", "P@1"] == pytest.approx(0.4)
 
 
 def test_baselines_on_the_toy():
