@@ -84,6 +84,7 @@ def _read_templates(path: Path, families: set[str]) -> dict[str, list[str]]:
             if "{loc}" not in t: raise ValueError(f"{path}: template {t!r} of {fam!r} has no {{loc}}")
     return templates
 
+# %% ../nbs/03_gemkr_mini.ipynb #8a654cf1
 def load_assets(root=None) -> MiniAssets:
     "Read and validate the assets in `root` (default: the shipped `data/mini`)."
     root = Path(root) if root else assets_dir("mini")
@@ -299,6 +300,7 @@ def _plan(assets: MiniAssets, cfg: MiniConfig) -> list[tuple[str, list, int]]:
         if n and not pool: raise ValueError(f"split {split!r} needs queries but has no (entity, family) pairs")
     return plan
 
+# %% ../nbs/03_gemkr_mini.ipynb #05890e75
 def generate_mini(assets: MiniAssets, cfg: MiniConfig, out: Path) -> None:
     "Write GeMKR-Mini's images, labels, queries, classes, statistics and config into the empty folder `out`."
     out = Path(out); (out / "images").mkdir(); (out / "labels").mkdir()
