@@ -57,7 +57,8 @@ def _read_entities(path: Path, root: Path, titles: set[str]) -> dict[str, dict]:
     entities = {}
     for i, e in enumerate(read_jsonl(path, required=("id", "name", "kind", "type", "title", "image")), 1):
         if e["id"] in entities: _fail(path, i, f"duplicate entity id {e['id']!r}")
-        if e["title"] not in titles: _fail(path, i, f"entity {e['id']!r} links to {e['title']!r}, which is not a passage title")
+        if e["title"] not in titles:
+            _fail(path, i, f"entity {e['id']!r} links to {e['title']!r}, which is not a passage title")
         if not (root / e["image"]).is_file(): _fail(path, i, f"image {e['image']} does not exist")
         entities[e["id"]] = e
     return entities
@@ -88,19 +89,22 @@ def _read_templates(path: Path, families: set[str]) -> dict[str, list[str]]:
 def load_assets(root=None) -> MiniAssets:
     "Read and validate the assets in `root` (default: the shipped `data/mini`)."
     root = Path(root) if root else assets_dir("mini")
-    if not root.is_dir(): raise FileNotFoundError(f"{root}: no GeMKR-Mini assets folder (see scripts/build_mini_assets.py)")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no GeMKR-Mini assets folder (see scripts/build_mini_assets.py)")
     files = {k: root / f"{k}.jsonl" for k in ("passages", "entities", "facts")} | {"templates": root / "templates.json"}
     for f in files.values():
         if not f.is_file(): raise FileNotFoundError(f"{f}: missing GeMKR-Mini asset file")
     passages = _read_passages(files["passages"])
     entities = _read_entities(files["entities"], root, {p.title for p in passages})
     facts = _read_facts(files["facts"], entities)
-    return MiniAssets(root, passages, entities, facts, _read_templates(files["templates"], {f["family"] for f in facts}))
+    templates = _read_templates(files["templates"], {f["family"] for f in facts})
+    return MiniAssets(root, passages, entities, facts, templates)
 
 # %% ../nbs/03_gemkr_mini.ipynb #aae609ab
 _TOY = [("sun", "Sun", "natural phenomenon", (250, 200, 0), "yellow"), ("apple", "Apple", "fruit", (220, 30, 30), "red"),
         ("frog", "Frog", "animal", (40, 170, 60), "green"), ("boat", "Boat", "vehicle", (40, 90, 220), "blue"),
         ("drum", "Drum", "musical instrument", (150, 90, 40), "brown"), ("kiwi", "Kiwi", "fruit", (120, 160, 40), "green")]
+# (entity id, article title, coarse type, RGB colour of its picture, the colour word its passage uses)
 
 def _toy_picture(k: int, colour) -> Image.Image:
     "A 96x80 picture: a disc, a square or a triangle in `colour`."
@@ -117,12 +121,14 @@ def write_toy_assets(root) -> Path:
     rows, passages, facts = [], [], []
     for k, (eid, title, typ, col, colour_name) in enumerate(_TOY):
         _toy_picture(k, col).save(root / "pictures" / f"{eid}.png")
-        rows.append(dict(id=eid, name=title.lower(), kind="emoji", type=typ, title=title, image=f"pictures/{eid}.png", source="toy"))
+        rows.append(dict(id=eid, name=title.lower(), kind="emoji", type=typ, title=title, image=f"pictures/{eid}.png",
+                         source="toy"))
         passages += [dict(id=f"{title}#0", title=title, text=f"The {title.lower()} is a kind of {typ}. It is often {colour_name}."),
                      dict(id=f"{title}#1", title=title, text=f"Many stories mention the {title.lower()}.")]
         facts += [dict(entity=eid, family="identify", answers=[title.lower()], source="toy"),
                   dict(entity=eid, family="hypernym", answers=[typ], source="toy")]
-    passages.append(dict(id="Colour#0", title="Colour", text="Red, green and yellow are colours; a red apple and a yellow sun."))
+    passages.append(dict(id="Colour#0", title="Colour",
+                         text="Red, green and yellow are colours; a red apple and a yellow sun."))
     for name, recs in [("entities.jsonl", rows), ("passages.jsonl", passages), ("facts.jsonl", facts)]:
         (root / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
     (root / "templates.json").write_text(json.dumps({"identify": ["What {type} is shown {loc}?"],
@@ -150,15 +156,19 @@ class MiniConfig:
     def __post_init__(self):
         for f in ("seed", "n_train", "n_val", "n_test", "n_heldout"): check_int(getattr(self, f), f"MiniConfig.{f}", min=0)
         for f in ("canvas", "min_size", "max_size"): check_int(getattr(self, f), f"MiniConfig.{f}", min=8)
-        check_int(self.max_pictures, "MiniConfig.max_pictures", 1, 6); check_int(self.jpeg_quality, "MiniConfig.jpeg_quality", 1, 95)
-        if check_float(self.heldout_fraction, "MiniConfig.heldout_fraction", 0, 1) == 1: raise ValueError("MiniConfig.heldout_fraction must be below 1")
+        check_int(self.max_pictures, "MiniConfig.max_pictures", 1, 6)
+        check_int(self.jpeg_quality, "MiniConfig.jpeg_quality", 1, 95)
+        if check_float(self.heldout_fraction, "MiniConfig.heldout_fraction", 0, 1) == 1:
+            raise ValueError("MiniConfig.heldout_fraction must be below 1")
         check_float(self.margin, "MiniConfig.margin", 0, 0.5); check_float(self.size_ratio, "MiniConfig.size_ratio", 1)
-        if not self.min_size <= self.max_size <= self.canvas // 2: raise ValueError("MiniConfig: need min_size <= max_size <= canvas/2")
+        if not self.min_size <= self.max_size <= self.canvas // 2:
+            raise ValueError("MiniConfig: need min_size <= max_size <= canvas/2")
 
 SPLITS = ("train", "val", "test", "test_heldout")
 
 # %% ../nbs/03_gemkr_mini.ipynb #56d6f815
-def referring_expressions(boxes: Sequence[Sequence[int]], target: int, canvas: int, margin: float = 0.08, size_ratio: float = 1.3) -> list[str]:
+def referring_expressions(boxes: Sequence[Sequence[int]], target: int, canvas: int, margin: float = 0.08,
+                          size_ratio: float = 1.3) -> list[str]:
     "Every expression that singles out box `target` among `boxes` (x0, y0, x1, y1)."
     if len(boxes) == 1: return ["in this image", "here"]
     b = np.asarray(boxes, float)                                              # (n, 4)
@@ -187,7 +197,8 @@ def place_pictures(rng: random.Random, sizes: Sequence[tuple[int, int]], canvas:
 
 # %% ../nbs/03_gemkr_mini.ipynb #f6ad4329
 def _gradient(rng: random.Random, canvas: int) -> Image.Image:
-    c0, c1 = (np.array(colorsys.hsv_to_rgb(rng.random(), 0.15 + 0.35 * rng.random(), 0.75 + 0.25 * rng.random())) * 255 for _ in range(2))
+    hsv = lambda: colorsys.hsv_to_rgb(rng.random(), 0.15 + 0.35 * rng.random(), 0.75 + 0.25 * rng.random())
+    c0, c1 = (np.array(hsv()) * 255 for _ in range(2))
     t = np.linspace(0, 1, canvas)[:, None, None]                              # (canvas, 1, 1): top to bottom
     return Image.fromarray((c0 * (1 - t) + c1 * t).repeat(canvas, 1).astype(np.uint8), "RGB")
 
@@ -215,7 +226,8 @@ def split_pairs(facts: Sequence[dict], cfg: MiniConfig) -> tuple[list[tuple[str,
     "(seen, held-out) lists of (entity, family) pairs: a seeded `heldout_fraction` per family is held out."
     rng = random.Random(f"{cfg.seed}-heldout")
     seen, held, by_fam = [], [], {}
-    for f in sorted(facts, key=lambda f: (f["family"], f["entity"])): by_fam.setdefault(f["family"], []).append((f["entity"], f["family"]))
+    for f in sorted(facts, key=lambda f: (f["family"], f["entity"])):
+        by_fam.setdefault(f["family"], []).append((f["entity"], f["family"]))
     for fam in sorted(by_fam):
         pairs = by_fam[fam][:]; rng.shuffle(pairs)
         k = int(round(cfg.heldout_fraction * len(pairs))) if len(pairs) > 1 else 0
@@ -230,7 +242,8 @@ def make_scene(rng: random.Random, assets: MiniAssets, entity: str, cfg: MiniCon
     while True:
         attempts += 1
         if attempts % 50 == 0 and n > 1: n -= 1
-        shown = [entity] + rng.sample([e for e in ent_ids if e != entity], min(n - 1, len(ent_ids) - 1)); rng.shuffle(shown)
+        shown = [entity] + rng.sample([e for e in ent_ids if e != entity], min(n - 1, len(ent_ids) - 1))
+        rng.shuffle(shown)
         sizes = []
         for e in shown:
             w, h = pictures[e].size; s = rng.randint(cfg.min_size, cfg.max_size) / max(w, h)
@@ -260,24 +273,26 @@ def make_query(assets: MiniAssets, pool: Sequence[tuple[str, str]], cfg: MiniCon
 
 # %% ../nbs/03_gemkr_mini.ipynb #fdd582f6
 def yolo_label(scene: Scene, class_of: dict[str, int]) -> str:
-    "The YOLO label file of `scene`: `class cx cy w h` (normalised), one line per picture; `class_of` maps entity -> class id."
+    "The YOLO label file of `scene`: `class cx cy w h` (normalised), one line per picture; `class_of`: entity -> class id."
     (w, h), lines = scene.size, []
     for e, (x0, y0, x1, y1) in zip(scene.entities, scene.boxes):
-        lines.append(f"{class_of[e]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}")
+        cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
+        lines.append(f"{class_of[e]} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/03_gemkr_mini.ipynb #2b442d68
 def query_record(q: Query) -> dict:
     "`q` as a JSON-able record of `queries.jsonl` (its image path relative to the build folder)."
     return dict(qid=q.qid, image=q.image.as_posix(), question=q.question, answers=q.answers, family=q.family,
-                relevant=sorted(q.relevant), answer_passages=sorted(q.answer_passages), scene=dataclasses.asdict(q.scene), meta=q.meta)
+                relevant=sorted(q.relevant), answer_passages=sorted(q.answer_passages),
+                scene=dataclasses.asdict(q.scene), meta=q.meta)
 
 def read_queries(path: Path, root: Path) -> list[Query]:
     "The queries of a build's `queries.jsonl`, their images under `root`; errors name the file and line."
-    out = []
-    for i, r in enumerate(read_jsonl(path, required=("qid", "image", "question", "answers", "family", "relevant", "answer_passages", "scene", "meta")), 1):
-        try: out.append(Query(r["qid"], root / r["image"], r["question"], r["answers"], frozenset(r["relevant"]), r["family"],
-                              Scene(**r["scene"]), frozenset(r["answer_passages"]), r["meta"]))
+    out, fields = [], ("qid", "image", "question", "answers", "family", "relevant", "answer_passages", "scene", "meta")
+    for i, r in enumerate(read_jsonl(path, required=fields), 1):
+        try: out.append(Query(r["qid"], root / r["image"], r["question"], r["answers"], frozenset(r["relevant"]),
+                              r["family"], Scene(**r["scene"]), frozenset(r["answer_passages"]), r["meta"]))
         except (TypeError, ValueError) as e: raise ValueError(f"{path}, line {i}: {e}") from None
     return out
 
@@ -295,7 +310,8 @@ def mini_stats(queries: Sequence[Query]) -> dict:
 def _plan(assets: MiniAssets, cfg: MiniConfig) -> list[tuple[str, list, int]]:
     "(split, pool of (entity, family) pairs, number of queries) for each split."
     seen, held = split_pairs(assets.facts, cfg)
-    plan = [("train", seen, cfg.n_train), ("val", seen, cfg.n_val), ("test", seen, cfg.n_test), ("test_heldout", held, cfg.n_heldout)]
+    plan = [("train", seen, cfg.n_train), ("val", seen, cfg.n_val), ("test", seen, cfg.n_test),
+            ("test_heldout", held, cfg.n_heldout)]
     for split, pool, n in plan:
         if n and not pool: raise ValueError(f"split {split!r} needs queries but has no (entity, family) pairs")
     return plan
@@ -337,22 +353,25 @@ class MiniDataset:
     def split(self, name: str, relevance: str = "gold") -> Benchmark:
         "The queries of split `name` as a `Benchmark` over the whole knowledge base."
         _check_split(name, relevance)
-        return Benchmark(f"gemkr-mini-{name}-{relevance}", self.passages, [q for q in self.queries if q.meta["split"] == name],
-                         relevance, info=dict(mini_root=str(self.root), split=name))
+        queries = [q for q in self.queries if q.meta["split"] == name]
+        return Benchmark(f"gemkr-mini-{name}-{relevance}", self.passages, queries, relevance,
+                         info=dict(mini_root=str(self.root), split=name))
 
 # %% ../nbs/03_gemkr_mini.ipynb #48ab88df
 def load_mini_dataset(root, assets: MiniAssets | None = None) -> MiniDataset:
     "Open a built GeMKR-Mini folder (made from `assets`, default the shipped ones)."
     root = Path(root); assets = assets or load_assets()
     try: classes = json.loads((root / "classes.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e: raise ValueError(f"{root / 'classes.json'}: unreadable ({e}); delete {root} to rebuild it") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{root / 'classes.json'}: unreadable ({e}); delete {root} to rebuild it") from None
     return MiniDataset(root, load_config(MiniConfig, root / "config.json"), assets.passages, assets.entities, classes,
                        read_queries(root / "queries.jsonl", root))
 
 # %% ../nbs/03_gemkr_mini.ipynb #888a6acc
 def _remove_dead_builds(out_root: Path) -> None:
     "Remove the temp folders of Mini builds (any config) whose writing process is dead."
-    for name in sorted({p.name[1:].split(".", 1)[0] for p in out_root.glob(".mini-*.tmp")}): remove_stale_temps(out_root, name)
+    for name in sorted({p.name[1:].split(".", 1)[0] for p in out_root.glob(".mini-*.tmp")}):
+        remove_stale_temps(out_root, name)
 
 def build_mini(cfg: MiniConfig = MiniConfig(), assets_root=None, out_root=None, checksums: bool = True) -> MiniDataset:
     "Build GeMKR-Mini from the assets, or reuse the intact cached build of the same generator, assets and config."
@@ -366,6 +385,6 @@ def build_mini(cfg: MiniConfig = MiniConfig(), assets_root=None, out_root=None, 
 
 # %% ../nbs/03_gemkr_mini.ipynb #da2a7ee4
 def load_mini(split: str = "test", relevance: str = "gold", cfg: MiniConfig | None = None, assets_root=None) -> Benchmark:
-    "One split of GeMKR-Mini as a `Benchmark` with relevance `\"gold\"` or `\"answer\"` (built on first use, then read from the cache)."
+    "One split of GeMKR-Mini as a `Benchmark` with relevance 'gold' or 'answer' (built on first use, then cached)."
     _check_split(split, relevance)
     return build_mini(cfg or MiniConfig(), assets_root).split(split, relevance)
