@@ -386,17 +386,5 @@ def load_remuq(corpus_csv=None, questions_json=None, images_tsv=None, *, check_i
     return bench
 
 # %% ../nbs/04_evaluation.ipynb #33941de7
-def load_mini(split: str = "test", relevance: str = "gold", cfg=None, assets_root=None) -> Benchmark:
-    "One split of GeMKR-Mini as a `Benchmark` (built on first use, then read from the cache)."
-    from gemkr.mini import MiniConfig, SPLITS, build_mini
-    if split not in SPLITS: raise ValueError(f"unknown GeMKR-Mini split {split!r}; expected one of {SPLITS}")
-    if relevance not in ("gold", "answer"): raise ValueError(f"relevance must be 'gold' or 'answer', got {relevance!r}")
-    ds = build_mini(cfg or MiniConfig(), assets_root)
-    passages = [Passage(p["id"], p["title"], p["text"]) for p in ds.passages]
-    queries = [Query(q["qid"], ds.image_path(q), q["question"], list(q["answers"]),
-                     frozenset(q["rel_entity"]) if relevance == "gold" else frozenset(), q["family"],
-                     meta=dict(entity=q["entity"], entity_name=q["entity_name"], title=q["title"], n_pictures=q["n_pictures"],
-                          rel_answer=q["rel_answer"], split=split))
-               for q in ds.split(split)]
-    return Benchmark(f"gemkr-mini-{split}-{relevance}", passages, queries, relevance,
-                     info=dict(mini_root=str(ds.root), split=split))
+from .mini import load_mini
+_all_ = ["load_mini"]

@@ -4,72 +4,136 @@
 
 # %% ../nbs/03_gemkr_mini.ipynb #e2aae4cc
 from __future__ import annotations
-import collections, colorsys, hashlib, json, os, random, re, shutil, tempfile
+import collections, colorsys, dataclasses, json, os, random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 import numpy as np
-from PIL import Image
-from .core import assets_dir, cache_dir, config_to_dict, load_config, progress, read_jsonl, save_config
+from PIL import Image, ImageDraw
+from .core import (assets_dir, cache_dir, cached_folder, check_float, check_int, fingerprint, load_config, progress,
+                        read_jsonl, remove_stale_temps, save_config)
+from .data import RELEVANCE, AnswerIndex, Benchmark, Passage, Query, Scene
 
 # %% auto #0
-__all__ = ['FAMILIES', 'GENERATOR_VERSION', 'SPLITS', 'MiniAssets', 'load_assets', 'MiniConfig', 'referring_expressions',
-           'place_pictures', 'render_scene', 'answer_pattern', 'passages_with_answer', 'AnswerIndex', 'split_pairs',
-           'make_query', 'assets_fingerprint', 'MiniDataset', 'build_mini', 'load_mini_dataset', 'mini_stats']
+__all__ = ['FAMILIES', 'GENERATOR_VERSION', 'SPLITS', 'MiniAssets', 'load_assets', 'write_toy_assets', 'MiniConfig',
+           'referring_expressions', 'place_pictures', 'render_scene', 'pair_labels', 'split_pairs', 'make_scene',
+           'make_query', 'yolo_label', 'query_record', 'read_queries', 'mini_stats', 'generate_mini', 'MiniDataset',
+           'load_mini_dataset', 'build_mini', 'load_mini']
 
 # %% ../nbs/03_gemkr_mini.ipynb #94a282d7
-FAMILIES = ("identify", "hypernym", "capital", "continent", "neighbour")
-GENERATOR_VERSION = 2   # part of the cache key: bump whenever a change to the generator changes its output
+FAMILIES = ("identify", "hypernym", "capital", "continent", "neighbour")   # the question families
+GENERATOR_VERSION = 3   # part of the cache key: bump whenever a change to the generator changes its output
 
 @dataclass
 class MiniAssets:
     "The curated inputs of GeMKR-Mini, loaded and checked."
     root: Path
-    passages: list[dict]
-    entities: dict[str, dict]
-    facts: list[dict]
-    templates: dict[str, list[str]]
+    passages: list[Passage]            # the knowledge base; a passage's position is its doc id
+    entities: dict[str, dict]          # entity id -> {id, name, kind, type, title, image, source}
+    facts: list[dict]                  # one per (entity, family) pair: {entity, family, answers, source}
+    templates: dict[str, list[str]]    # family -> question templates with {loc} and {type}
 
     @property
     def types(self) -> list[str]:
         "The coarse classes of the pictured entities (YOLO class ids follow this order)."
         return sorted({e["type"] for e in self.entities.values()})
 
+# %% ../nbs/03_gemkr_mini.ipynb #da6b266d
 def _fail(path, line, msg): raise ValueError(f"{path}, line {line}: {msg}")
 
+def _read_passages(path: Path) -> list[Passage]:
+    "The knowledge base, each passage id once."
+    out, seen = [], {}
+    for i, p in enumerate(read_jsonl(path, required=("id", "title", "text")), 1):
+        if p["id"] in seen: _fail(path, i, f"duplicate passage id {p['id']!r} (first on line {seen[p['id']]})")
+        seen[p["id"]] = i
+        try: out.append(Passage(p["id"], p["title"], p["text"]))
+        except (TypeError, ValueError) as e: _fail(path, i, str(e))
+    return out
+
+# %% ../nbs/03_gemkr_mini.ipynb #2426a99e
+def _read_entities(path: Path, root: Path, titles: set[str]) -> dict[str, dict]:
+    "Pictured entities by id, each linked to a KB article and with its picture on disk."
+    entities = {}
+    for i, e in enumerate(read_jsonl(path, required=("id", "name", "kind", "type", "title", "image")), 1):
+        if e["id"] in entities: _fail(path, i, f"duplicate entity id {e['id']!r}")
+        if e["title"] not in titles:
+            _fail(path, i, f"entity {e['id']!r} links to {e['title']!r}, which is not a passage title")
+        if not (root / e["image"]).is_file(): _fail(path, i, f"image {e['image']} does not exist")
+        entities[e["id"]] = e
+    return entities
+
+def _read_facts(path: Path, entities: dict) -> list[dict]:
+    "The (entity, family) pairs and their answers."
+    facts = read_jsonl(path, required=("entity", "family", "answers"))
+    for i, f in enumerate(facts, 1):
+        if f["entity"] not in entities: _fail(path, i, f"unknown entity {f['entity']!r}")
+        if f["family"] not in FAMILIES: _fail(path, i, f"unknown family {f['family']!r} (expected one of {FAMILIES})")
+        a = f["answers"]
+        if not isinstance(a, list) or not a or not all(isinstance(x, str) and x.strip() for x in a):
+            _fail(path, i, f"empty answers for {f['entity']!r}/{f['family']} (need a list of non-blank strings)")
+    return facts
+
+# %% ../nbs/03_gemkr_mini.ipynb #d7e0354e
+def _read_templates(path: Path, families: set[str]) -> dict[str, list[str]]:
+    "The question templates of each family in use; each says where the picture is (`{loc}`)."
+    try: templates = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
+    for fam in sorted(families):
+        if not templates.get(fam): raise ValueError(f"{path}: no template for family {fam!r}")
+        for t in templates[fam]:
+            if "{loc}" not in t: raise ValueError(f"{path}: template {t!r} of {fam!r} has no {{loc}}")
+    return templates
+
+# %% ../nbs/03_gemkr_mini.ipynb #8a654cf1
 def load_assets(root=None) -> MiniAssets:
     "Read and validate the assets in `root` (default: the shipped `data/mini`)."
     root = Path(root) if root else assets_dir("mini")
-    if not root.is_dir(): raise FileNotFoundError(f"{root}: no GeMKR-Mini assets folder (see scripts/build_mini_assets.py)")
-    files = {k: root / f for k, f in [("passages", "passages.jsonl"), ("entities", "entities.jsonl"),
-                                       ("facts", "facts.jsonl"), ("templates", "templates.json")]}
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no GeMKR-Mini assets folder (see scripts/build_mini_assets.py)")
+    files = {k: root / f"{k}.jsonl" for k in ("passages", "entities", "facts")} | {"templates": root / "templates.json"}
     for f in files.values():
         if not f.is_file(): raise FileNotFoundError(f"{f}: missing GeMKR-Mini asset file")
-    passages = read_jsonl(files["passages"], required=("id", "title", "text"))
-    seen = {}
-    for i, p in enumerate(passages, 1):
-        if p["id"] in seen: _fail(files["passages"], i, f"duplicate passage id {p['id']!r} (first on line {seen[p['id']]})")
-        seen[p["id"]] = i
-    titles = {p["title"] for p in passages}
-    entities = {}
-    for i, e in enumerate(read_jsonl(files["entities"], required=("id", "name", "kind", "type", "title", "image")), 1):
-        if e["id"] in entities: _fail(files["entities"], i, f"duplicate entity id {e['id']!r}")
-        if e["title"] not in titles: _fail(files["entities"], i, f"entity {e['id']!r} links to {e['title']!r}, which is not a passage title")
-        if not (root / e["image"]).is_file(): _fail(files["entities"], i, f"image {root / e['image']} does not exist")
-        entities[e["id"]] = e
-    facts = read_jsonl(files["facts"], required=("entity", "family", "answers"))
-    for i, f in enumerate(facts, 1):
-        if f["entity"] not in entities: _fail(files["facts"], i, f"unknown entity {f['entity']!r}")
-        if f["family"] not in FAMILIES: _fail(files["facts"], i, f"unknown family {f['family']!r} (expected one of {FAMILIES})")
-        if not f["answers"] or not all(isinstance(a, str) and a.strip() for a in f["answers"]):
-            _fail(files["facts"], i, f"empty answers for {f['entity']!r}/{f['family']}")
-    try: templates = json.loads(files["templates"].read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e: raise ValueError(f"{files['templates']}: not valid JSON ({e.msg})") from None
-    for fam in {f["family"] for f in facts}:
-        if not templates.get(fam): raise ValueError(f"{files['templates']}: no template for family {fam!r}")
-        for t in templates[fam]:
-            if "{loc}" not in t: raise ValueError(f"{files['templates']}: template {t!r} of {fam!r} has no {{loc}}")
+    passages = _read_passages(files["passages"])
+    entities = _read_entities(files["entities"], root, {p.title for p in passages})
+    facts = _read_facts(files["facts"], entities)
+    templates = _read_templates(files["templates"], {f["family"] for f in facts})
     return MiniAssets(root, passages, entities, facts, templates)
+
+# %% ../nbs/03_gemkr_mini.ipynb #aae609ab
+_TOY = [("sun", "Sun", "natural phenomenon", (250, 200, 0), "yellow"), ("apple", "Apple", "fruit", (220, 30, 30), "red"),
+        ("frog", "Frog", "animal", (40, 170, 60), "green"), ("boat", "Boat", "vehicle", (40, 90, 220), "blue"),
+        ("drum", "Drum", "musical instrument", (150, 90, 40), "brown"), ("kiwi", "Kiwi", "fruit", (120, 160, 40), "green")]
+# (entity id, article title, coarse type, RGB colour of its picture, the colour word its passage uses)
+
+def _toy_picture(k: int, colour) -> Image.Image:
+    "A 96x80 picture: a disc, a square or a triangle in `colour`."
+    im = Image.new("RGBA", (96, 80), (0, 0, 0, 0)); d = ImageDraw.Draw(im); fill = tuple(colour) + (255,)
+    if k % 3 == 0: d.ellipse((4, 4, 92, 76), fill=fill)
+    elif k % 3 == 1: d.rectangle((4, 4, 92, 76), fill=fill)
+    else: d.polygon([(48, 4), (92, 76), (4, 76)], fill=fill)
+    return im
+
+# %% ../nbs/03_gemkr_mini.ipynb #8e477ee5
+def write_toy_assets(root) -> Path:
+    "Write six toy entities with drawn pictures, 13 passages, 12 facts and templates into `root` (for tests)."
+    root = Path(root); (root / "pictures").mkdir(parents=True, exist_ok=True)
+    rows, passages, facts = [], [], []
+    for k, (eid, title, typ, col, colour_name) in enumerate(_TOY):
+        _toy_picture(k, col).save(root / "pictures" / f"{eid}.png")
+        rows.append(dict(id=eid, name=title.lower(), kind="emoji", type=typ, title=title, image=f"pictures/{eid}.png",
+                         source="toy"))
+        passages += [dict(id=f"{title}#0", title=title, text=f"The {title.lower()} is a kind of {typ}. It is often {colour_name}."),
+                     dict(id=f"{title}#1", title=title, text=f"Many stories mention the {title.lower()}.")]
+        facts += [dict(entity=eid, family="identify", answers=[title.lower()], source="toy"),
+                  dict(entity=eid, family="hypernym", answers=[typ], source="toy")]
+    passages.append(dict(id="Colour#0", title="Colour",
+                         text="Red, green and yellow are colours; a red apple and a yellow sun."))
+    for name, recs in [("entities.jsonl", rows), ("passages.jsonl", passages), ("facts.jsonl", facts)]:
+        (root / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (root / "templates.json").write_text(json.dumps({"identify": ["What {type} is shown {loc}?"],
+                                                     "hypernym": ["What kind of thing is shown {loc}?"]}))
+    return root
 
 # %% ../nbs/03_gemkr_mini.ipynb #f1e054c6
 @dataclass(frozen=True)
@@ -90,25 +154,27 @@ class MiniConfig:
     jpeg_quality: int = 90
 
     def __post_init__(self):
-        if not 1 <= self.max_pictures <= 6: raise ValueError("MiniConfig.max_pictures must be in 1..6")
-        if not 0 < self.min_size <= self.max_size <= self.canvas // 2: raise ValueError("MiniConfig: need 0 < min_size <= max_size <= canvas/2")
-        if not 0 <= self.heldout_fraction < 1: raise ValueError("MiniConfig.heldout_fraction must be in [0, 1)")
-        for f in ("n_train", "n_val", "n_test", "n_heldout"):
-            if getattr(self, f) < 0: raise ValueError(f"MiniConfig.{f} must be >= 0")
+        for f in ("seed", "n_train", "n_val", "n_test", "n_heldout"): check_int(getattr(self, f), f"MiniConfig.{f}", min=0)
+        for f in ("canvas", "min_size", "max_size"): check_int(getattr(self, f), f"MiniConfig.{f}", min=8)
+        check_int(self.max_pictures, "MiniConfig.max_pictures", 1, 6)
+        check_int(self.jpeg_quality, "MiniConfig.jpeg_quality", 1, 95)
+        if check_float(self.heldout_fraction, "MiniConfig.heldout_fraction", 0, 1) == 1:
+            raise ValueError("MiniConfig.heldout_fraction must be below 1")
+        check_float(self.margin, "MiniConfig.margin", 0, 0.5); check_float(self.size_ratio, "MiniConfig.size_ratio", 1)
+        if not self.min_size <= self.max_size <= self.canvas // 2:
+            raise ValueError("MiniConfig: need min_size <= max_size <= canvas/2")
 
 SPLITS = ("train", "val", "test", "test_heldout")
 
-# %% ../nbs/03_gemkr_mini.ipynb #baa28426
-_EXPRESSIONS = ("on the far left", "on the far right", "at the top", "at the bottom", "in the largest picture",
-                "in the smallest picture", "on the left", "on the right")
-
-def referring_expressions(boxes: Sequence[Sequence[int]], target: int, canvas: int, margin: float = 0.08, size_ratio: float = 1.3) -> list[str]:
+# %% ../nbs/03_gemkr_mini.ipynb #56d6f815
+def referring_expressions(boxes: Sequence[Sequence[int]], target: int, canvas: int, margin: float = 0.08,
+                          size_ratio: float = 1.3) -> list[str]:
     "Every expression that singles out box `target` among `boxes` (x0, y0, x1, y1)."
     if len(boxes) == 1: return ["in this image", "here"]
-    b = np.asarray(boxes, float); cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    b = np.asarray(boxes, float)                                              # (n, 4)
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]); others = np.arange(len(b)) != target; m = margin * canvas
-    out = []
-    far = len(b) >= 3
+    out, far = [], len(b) >= 3
     if cx[target] + m < cx[others].min(): out.append("on the far left" if far else "on the left")
     if cx[target] - m > cx[others].max(): out.append("on the far right" if far else "on the right")
     if cy[target] + m < cy[others].min(): out.append("at the top")
@@ -129,9 +195,11 @@ def place_pictures(rng: random.Random, sizes: Sequence[tuple[int, int]], canvas:
         else: return None
     return boxes
 
+# %% ../nbs/03_gemkr_mini.ipynb #f6ad4329
 def _gradient(rng: random.Random, canvas: int) -> Image.Image:
-    c0, c1 = (np.array(colorsys.hsv_to_rgb(rng.random(), 0.15 + 0.35 * rng.random(), 0.75 + 0.25 * rng.random())) * 255 for _ in range(2))
-    t = np.linspace(0, 1, canvas)[:, None, None]
+    hsv = lambda: colorsys.hsv_to_rgb(rng.random(), 0.15 + 0.35 * rng.random(), 0.75 + 0.25 * rng.random())
+    c0, c1 = (np.array(hsv()) * 255 for _ in range(2))
+    t = np.linspace(0, 1, canvas)[:, None, None]                              # (canvas, 1, 1): top to bottom
     return Image.fromarray((c0 * (1 - t) + c1 * t).repeat(canvas, 1).astype(np.uint8), "RGB")
 
 def render_scene(rng: random.Random, pictures: Sequence[Image.Image], boxes, canvas: int) -> Image.Image:
@@ -142,45 +210,24 @@ def render_scene(rng: random.Random, pictures: Sequence[Image.Image], boxes, can
         im.paste(p, (x0, y0), p)
     return im
 
-# %% ../nbs/03_gemkr_mini.ipynb #5b40e091
-def answer_pattern(answers: Sequence[str]) -> re.Pattern:
-    "A lower-case, word-boundary regex matching any of `answers`."
-    alts = sorted({re.escape(a.lower().strip()) for a in answers if a.strip()}, key=len, reverse=True)
-    return re.compile(r"(?<!\w)(?:" + "|".join(alts) + r")(?!\w)")
-
-def passages_with_answer(texts_lower: Sequence[str], answers: Sequence[str]) -> list[int]:
-    "Indices of the (lower-cased) passages containing any answer on word boundaries."
-    pat = answer_pattern(answers)
-    return [i for i, t in enumerate(texts_lower) if pat.search(t)]
-
 # %% ../nbs/03_gemkr_mini.ipynb #3e7ac844
-_WORD = re.compile(r"\w+")
-
-class AnswerIndex:
-    "Finds the passages containing an answer (GS rule) through a word index, then the exact regex."
-    def __init__(self, texts: Sequence[str]):
-        self.low = [t.lower() for t in texts]
-        self.postings: dict[str, set[int]] = {}
-        for i, t in enumerate(self.low):
-            for w in set(_WORD.findall(t)): self.postings.setdefault(w, set()).add(i)
-
-    def find(self, answers: Sequence[str]) -> list[int]:
-        "Sorted indices of the passages containing any of `answers` (lower-case, word boundaries)."
-        pat, hits = answer_pattern(answers), set()
-        for a in answers:
-            words = _WORD.findall(a.lower())
-            if not words: cand = range(len(self.low))
-            else: cand = set.intersection(*(self.postings.get(w, set()) for w in words))
-            hits.update(i for i in cand if i not in hits and pat.search(self.low[i]))
-        return sorted(hits)
+def pair_labels(assets: MiniAssets) -> dict[tuple[str, str], tuple[list[str], frozenset[int], frozenset[int]]]:
+    "(answers, gold passages, answer-bearing passages) of every (entity, family) pair of the facts."
+    index, out = AnswerIndex([p.text for p in assets.passages]), {}
+    for f in assets.facts:
+        title = assets.entities[f["entity"]]["title"]
+        found = index.find(f["answers"])
+        gold = frozenset(i for i in found if assets.passages[i].title == title)
+        out[(f["entity"], f["family"])] = (list(f["answers"]), gold, frozenset(found))
+    return out
 
 # %% ../nbs/03_gemkr_mini.ipynb #f14635b3
 def split_pairs(facts: Sequence[dict], cfg: MiniConfig) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     "(seen, held-out) lists of (entity, family) pairs: a seeded `heldout_fraction` per family is held out."
     rng = random.Random(f"{cfg.seed}-heldout")
-    seen, held = [], []
-    by_fam = {}
-    for f in sorted(facts, key=lambda f: (f["family"], f["entity"])): by_fam.setdefault(f["family"], []).append((f["entity"], f["family"]))
+    seen, held, by_fam = [], [], {}
+    for f in sorted(facts, key=lambda f: (f["family"], f["entity"])):
+        by_fam.setdefault(f["family"], []).append((f["entity"], f["family"]))
     for fam in sorted(by_fam):
         pairs = by_fam[fam][:]; rng.shuffle(pairs)
         k = int(round(cfg.heldout_fraction * len(pairs))) if len(pairs) > 1 else 0
@@ -188,130 +235,156 @@ def split_pairs(facts: Sequence[dict], cfg: MiniConfig) -> tuple[list[tuple[str,
     return sorted(seen), sorted(held)
 
 # %% ../nbs/03_gemkr_mini.ipynb #7c311118
-def make_query(assets: MiniAssets, pool: Sequence[tuple[str, str]], cfg: MiniConfig, split: str, k: int, pictures: dict) -> tuple[dict, Image.Image]:
-    "The `k`-th query of `split`: its record and its scene image."
-    rng = random.Random(f"{cfg.seed}-{split}-{k}")
-    fams = sorted({f for _, f in pool})
-    fam = rng.choice(fams)
-    entity, _ = rng.choice([p for p in pool if p[1] == fam])
+def make_scene(rng: random.Random, assets: MiniAssets, entity: str, cfg: MiniConfig, pictures: dict) -> Scene:
+    "A scene showing `entity` among distractors, with a referring expression that singles it out."
     ent_ids = sorted(assets.entities)
     n, attempts = rng.randint(1, cfg.max_pictures), 0
     while True:
         attempts += 1
-        if attempts % 50 == 0 and n > 1: n -= 1               # a crowded scene that keeps failing gets one picture fewer
-        others = rng.sample([e for e in ent_ids if e != entity], min(n - 1, len(ent_ids) - 1))
-        scene = [entity] + others; rng.shuffle(scene)
+        if attempts % 50 == 0 and n > 1: n -= 1
+        shown = [entity] + rng.sample([e for e in ent_ids if e != entity], min(n - 1, len(ent_ids) - 1))
+        rng.shuffle(shown)
         sizes = []
-        for e in scene:
+        for e in shown:
             w, h = pictures[e].size; s = rng.randint(cfg.min_size, cfg.max_size) / max(w, h)
             sizes.append((max(8, round(w * s)), max(8, round(h * s))))
         boxes = place_pictures(rng, sizes, cfg.canvas)
         if boxes is None: continue
-        t = scene.index(entity)
-        exprs = referring_expressions(boxes, t, cfg.canvas, cfg.margin, cfg.size_ratio)
+        exprs = referring_expressions(boxes, shown.index(entity), cfg.canvas, cfg.margin, cfg.size_ratio)
         if exprs: break
-    loc = rng.choice(exprs)
+    return Scene((cfg.canvas, cfg.canvas), boxes, shown, [assets.entities[e]["name"] for e in shown],
+                 shown.index(entity), rng.choice(exprs))
+
+# %% ../nbs/03_gemkr_mini.ipynb #3a79e303
+def make_query(assets: MiniAssets, pool: Sequence[tuple[str, str]], cfg: MiniConfig, split: str, k: int, pictures: dict,
+               labels: dict) -> tuple[Query, Image.Image]:
+    "The `k`-th query of `split`, with its labels, and its scene image."
+    rng = random.Random(f"{cfg.seed}-{split}-{k}")
+    fam = rng.choice(sorted({f for _, f in pool}))
+    entity, _ = rng.choice([p for p in pool if p[1] == fam])
+    scene = make_scene(rng, assets, entity, cfg, pictures)
     ent = assets.entities[entity]
-    question = rng.choice(assets.templates[fam]).format(loc=loc, type=ent["type"])
-    image = render_scene(rng, [pictures[e] for e in scene], boxes, cfg.canvas)
-    rec = dict(qid=f"{split}-{k:05d}", split=split, image=f"images/{split}-{k:05d}.jpg", question=question, family=fam,
-               entity=entity, entity_name=ent["name"], title=ent["title"], type=ent["type"], loc=loc, box=list(boxes[t]),
-               n_pictures=len(scene), scene_entities=scene, scene_boxes=[list(b) for b in boxes])
-    return rec, image
+    question = rng.choice(assets.templates[fam]).format(loc=scene.expression, type=ent["type"])
+    image = render_scene(rng, [pictures[e] for e in scene.entities], scene.boxes, cfg.canvas)
+    answers, gold, found = labels[(entity, fam)]
+    qid = f"{split}-{k:05d}"
+    return Query(qid, Path("images", f"{qid}.jpg"), question, list(answers), gold, fam, scene, found,
+                 dict(title=ent["title"], type=ent["type"], split=split)), image
 
 # %% ../nbs/03_gemkr_mini.ipynb #fdd582f6
-def assets_fingerprint(root: Path) -> str:
-    "SHA-256 over the asset files (names and bytes), pictures included."
-    h = hashlib.sha256()
-    for p in sorted(Path(root).rglob("*")):
-        if p.is_file() and "curation" not in p.parts:
-            h.update(str(p.relative_to(root)).encode()); h.update(p.read_bytes())
-    return h.hexdigest()
+def yolo_label(scene: Scene, class_of: dict[str, int]) -> str:
+    "The YOLO label file of `scene`: `class cx cy w h` (normalised), one line per picture; `class_of`: entity -> class id."
+    (w, h), lines = scene.size, []
+    for e, (x0, y0, x1, y1) in zip(scene.entities, scene.boxes):
+        cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
+        lines.append(f"{class_of[e]} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+    return "\n".join(lines) + "\n"
+
+# %% ../nbs/03_gemkr_mini.ipynb #2b442d68
+def query_record(q: Query) -> dict:
+    "`q` as a JSON-able record of `queries.jsonl` (its image path relative to the build folder)."
+    return dict(qid=q.qid, image=q.image.as_posix(), question=q.question, answers=q.answers, family=q.family,
+                relevant=sorted(q.relevant), answer_passages=sorted(q.answer_passages),
+                scene=dataclasses.asdict(q.scene), meta=q.meta)
+
+def read_queries(path: Path, root: Path) -> list[Query]:
+    "The queries of a build's `queries.jsonl`, their images under `root`; errors name the file and line."
+    out, fields = [], ("qid", "image", "question", "answers", "family", "relevant", "answer_passages", "scene", "meta")
+    for i, r in enumerate(read_jsonl(path, required=fields), 1):
+        try: out.append(Query(r["qid"], root / r["image"], r["question"], r["answers"], frozenset(r["relevant"]),
+                              r["family"], Scene(**r["scene"]), frozenset(r["answer_passages"]), r["meta"]))
+        except (TypeError, ValueError) as e: raise ValueError(f"{path}, line {i}: {e}") from None
+    return out
+
+# %% ../nbs/03_gemkr_mini.ipynb #ec516a41
+def mini_stats(queries: Sequence[Query]) -> dict:
+    "Counts per split, family and number of pictures, and the median number of gold and answer-bearing passages."
+    c, med = collections.Counter, lambda xs: float(np.median(xs)) if xs else 0.0
+    return dict(n_queries=len(queries), by_split=dict(c(q.meta["split"] for q in queries)),
+                by_split_family={s: dict(c(q.family for q in queries if q.meta["split"] == s)) for s in SPLITS},
+                by_pictures=dict(c(str(q.scene.n_pictures) for q in queries)),
+                median_gold=med([len(q.relevant) for q in queries]),
+                median_answer_passages=med([len(q.answer_passages) for q in queries]))
+
+# %% ../nbs/03_gemkr_mini.ipynb #48b61de4
+def _plan(assets: MiniAssets, cfg: MiniConfig) -> list[tuple[str, list, int]]:
+    "(split, pool of (entity, family) pairs, number of queries) for each split."
+    seen, held = split_pairs(assets.facts, cfg)
+    plan = [("train", seen, cfg.n_train), ("val", seen, cfg.n_val), ("test", seen, cfg.n_test),
+            ("test_heldout", held, cfg.n_heldout)]
+    for split, pool, n in plan:
+        if n and not pool: raise ValueError(f"split {split!r} needs queries but has no (entity, family) pairs")
+    return plan
+
+# %% ../nbs/03_gemkr_mini.ipynb #05890e75
+def generate_mini(assets: MiniAssets, cfg: MiniConfig, out: Path) -> None:
+    "Write GeMKR-Mini's images, labels, queries, classes, statistics and config into the empty folder `out`."
+    out = Path(out); (out / "images").mkdir(); (out / "labels").mkdir()
+    pictures = {e: Image.open(assets.root / v["image"]).convert("RGBA") for e, v in assets.entities.items()}
+    labels, classes, queries = pair_labels(assets), assets.types, []
+    class_of = {e: classes.index(v["type"]) for e, v in assets.entities.items()}
+    for split, pool, n in _plan(assets, cfg):
+        for k in progress(range(n), desc=f"GeMKR-Mini {split}"):
+            q, image = make_query(assets, pool, cfg, split, k, pictures, labels)
+            image.save(out / q.image, quality=cfg.jpeg_quality)
+            (out / "labels" / f"{q.qid}.txt").write_text(yolo_label(q.scene, class_of))
+            queries.append(q)
+    with open(out / "queries.jsonl", "w", encoding="utf-8") as f:
+        for q in queries: f.write(json.dumps(query_record(q), ensure_ascii=False) + "\n")
+    (out / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
+    (out / "stats.json").write_text(json.dumps(mini_stats(queries), indent=1, sort_keys=True) + "\n")
+    save_config(cfg, out / "config.json")
+
+# %% ../nbs/03_gemkr_mini.ipynb #76407af1
+def _check_split(split: str, relevance: str) -> None:
+    if split not in SPLITS: raise ValueError(f"unknown GeMKR-Mini split {split!r}; expected one of {SPLITS}")
+    if relevance not in RELEVANCE: raise ValueError(f"relevance must be 'gold' or 'answer', got {relevance!r}")
 
 @dataclass
 class MiniDataset:
-    "A built GeMKR-Mini: passages, entities, and query records (with `rel_entity`/`rel_answer` passage indices)."
+    "A built GeMKR-Mini: its folder, config, knowledge base, entities, detector classes and queries (all splits)."
     root: Path
     config: MiniConfig
-    passages: list[dict]
+    passages: list[Passage]
     entities: dict[str, dict]
-    queries: list[dict]
     classes: list[str]
+    queries: list[Query]
 
-    def split(self, name: str) -> list[dict]:
-        if name not in SPLITS: raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
-        return [q for q in self.queries if q["split"] == name]
+    def split(self, name: str, relevance: str = "gold") -> Benchmark:
+        "The queries of split `name` as a `Benchmark` over the whole knowledge base."
+        _check_split(name, relevance)
+        queries = [q for q in self.queries if q.meta["split"] == name]
+        return Benchmark(f"gemkr-mini-{name}-{relevance}", self.passages, queries, relevance,
+                         info=dict(mini_root=str(self.root), split=name))
 
-    def image_path(self, q: dict) -> Path: return self.root / q["image"]
+# %% ../nbs/03_gemkr_mini.ipynb #48ab88df
+def load_mini_dataset(root, assets: MiniAssets | None = None) -> MiniDataset:
+    "Open a built GeMKR-Mini folder (made from `assets`, default the shipped ones)."
+    root = Path(root); assets = assets or load_assets()
+    try: classes = json.loads((root / "classes.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{root / 'classes.json'}: unreadable ({e}); delete {root} to rebuild it") from None
+    return MiniDataset(root, load_config(MiniConfig, root / "config.json"), assets.passages, assets.entities, classes,
+                       read_queries(root / "queries.jsonl", root))
 
-def _relevance(assets: MiniAssets, facts_by_pair: dict, queries: list[dict]) -> None:
-    index = AnswerIndex([p["text"] for p in assets.passages]); low = index.low
-    by_title = {}
-    for i, p in enumerate(assets.passages): by_title.setdefault(p["title"], []).append(i)
-    memo = {}
-    for q in queries:
-        key = (q["entity"], q["family"])
-        if key not in memo:
-            answers = facts_by_pair[key]["answers"]
-            pat = answer_pattern(answers)
-            memo[key] = (answers, [i for i in by_title[q["title"]] if pat.search(low[i])], index.find(answers))
-        q["answers"], q["rel_entity"], q["rel_answer"] = memo[key][0], memo[key][1], memo[key][2]
+# %% ../nbs/03_gemkr_mini.ipynb #888a6acc
+def _remove_dead_builds(out_root: Path) -> None:
+    "Remove the temp folders of Mini builds (any config) whose writing process is dead."
+    for name in sorted({p.name[1:].split(".", 1)[0] for p in out_root.glob(".mini-*.tmp")}):
+        remove_stale_temps(out_root, name)
 
-# %% ../nbs/03_gemkr_mini.ipynb #825f5b83
-def build_mini(cfg: MiniConfig = MiniConfig(), assets_root=None, out_root=None, force: bool = False) -> MiniDataset:
-    "Build GeMKR-Mini from the assets (or reuse the cached build of the same assets and config)."
+def build_mini(cfg: MiniConfig = MiniConfig(), assets_root=None, out_root=None, checksums: bool = True) -> MiniDataset:
+    "Build GeMKR-Mini from the assets, or reuse the intact cached build of the same generator, assets and config."
     assets = load_assets(assets_root)
-    fingerprint = assets_fingerprint(assets.root)
-    key = hashlib.sha256(f"{GENERATOR_VERSION}|{fingerprint}|{json.dumps(config_to_dict(cfg), sort_keys=True)}".encode()).hexdigest()[:16]
+    key = fingerprint(GENERATOR_VERSION, assets.root, cfg)
     out_root = Path(out_root) if out_root else cache_dir("mini")
-    final = out_root / f"mini-{key}"
-    if final.is_dir() and not force: return load_mini_dataset(final, assets)
     out_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".mini-", dir=out_root))
-    try:
-        (tmp / "images").mkdir(); (tmp / "labels").mkdir()
-        classes = assets.types
-        pictures = {e: Image.open(assets.root / v["image"]).convert("RGBA") for e, v in assets.entities.items()}
-        seen, held = split_pairs(assets.facts, cfg)
-        facts_by_pair = {(f["entity"], f["family"]): f for f in assets.facts}
-        queries = []
-        plan = [("train", seen, cfg.n_train), ("val", seen, cfg.n_val), ("test", seen, cfg.n_test), ("test_heldout", held, cfg.n_heldout)]
-        for split, pool, n in plan:
-            if n and not pool: raise ValueError(f"split {split!r} needs queries but has no (entity, family) pairs")
-            for k in progress(range(n), desc=f"GeMKR-Mini {split}"):
-                rec, im = make_query(assets, pool, cfg, split, k, pictures)
-                im.save(tmp / rec["image"], quality=cfg.jpeg_quality)
-                lines = []
-                for e, (x0, y0, x1, y1) in zip(rec["scene_entities"], rec["scene_boxes"]):
-                    c = cfg.canvas
-                    lines.append(f"{classes.index(assets.entities[e]['type'])} {(x0 + x1) / 2 / c:.6f} {(y0 + y1) / 2 / c:.6f} {(x1 - x0) / c:.6f} {(y1 - y0) / c:.6f}")
-                (tmp / "labels" / f"{rec['qid']}.txt").write_text("\n".join(lines) + "\n")
-                queries.append(rec)
-        _relevance(assets, facts_by_pair, queries)
-        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as f:
-            for q in queries: f.write(json.dumps(q, ensure_ascii=False) + "\n")
-        (tmp / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
-        (tmp / "stats.json").write_text(json.dumps(mini_stats(queries), indent=1, sort_keys=True) + "\n")
-        save_config(cfg, tmp / "config.json")
-        (tmp / "assets.sha256").write_text(fingerprint + "\n")
-        if final.is_dir(): shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+    _remove_dead_builds(out_root)
+    final, _ = cached_folder(out_root / f"mini-{key[:16]}", key, lambda tmp: generate_mini(assets, cfg, tmp), checksums)
     return load_mini_dataset(final, assets)
 
-def load_mini_dataset(root: Path, assets: MiniAssets | None = None) -> MiniDataset:
-    "Open a built GeMKR-Mini folder."
-    root = Path(root); assets = assets or load_assets()
-    queries = read_jsonl(root / "queries.jsonl", required=("qid", "split", "image", "question", "answers", "rel_entity", "rel_answer"))
-    return MiniDataset(root, load_config(MiniConfig, root / "config.json"), assets.passages, assets.entities, queries,
-                       json.loads((root / "classes.json").read_text()))
-
-def mini_stats(queries: Sequence[dict]) -> dict:
-    "Counts per split, family and number of pictures, and relevance-label sizes."
-    c = collections.Counter
-    return dict(n_queries=len(queries), by_split=dict(c(q["split"] for q in queries)),
-                by_split_family={s: dict(c(q["family"] for q in queries if q["split"] == s)) for s in SPLITS},
-                by_pictures=dict(c(str(q["n_pictures"]) for q in queries)),
-                median_rel_entity=float(np.median([len(q["rel_entity"]) for q in queries])) if queries else 0.0,
-                median_rel_answer=float(np.median([len(q["rel_answer"]) for q in queries])) if queries else 0.0)
+# %% ../nbs/03_gemkr_mini.ipynb #da2a7ee4
+def load_mini(split: str = "test", relevance: str = "gold", cfg: MiniConfig | None = None, assets_root=None) -> Benchmark:
+    "One split of GeMKR-Mini as a `Benchmark` with relevance 'gold' or 'answer' (built on first use, then cached)."
+    _check_split(split, relevance)
+    return build_mini(cfg or MiniConfig(), assets_root).split(split, relevance)

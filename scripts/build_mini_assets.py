@@ -28,8 +28,9 @@ Hand-made curation, in version control (`data/mini/curation/`, copied unchanged 
   types.json    emoji name -> coarse type, where the OpenMoji subgroup gives the wrong one (a sled is a vehicle).
   variants.json answer -> other accepted spellings of the same answer ("Ulan Bator" -> "Ulaanbaatar").
 
-A fact is kept only if one of its answers occurs in a passage of the entity's own article (case-insensitive, at
-word boundaries: the "strict" rule, see `mentions`); build_info.json counts what was kept and dropped.
+A fact is kept only if one of its answers occurs in a passage of the entity's own article under the kit's `word`
+answer-matching rule (`gemkr.data.match_word`: both lower-cased, the answer not inside a longer word), the rule the
+metrics and GeMKR-Mini's relevance labels use too; build_info.json counts what was kept and dropped.
 """
 import argparse, json, os, re, shlex, shutil, struct, subprocess, sys, tempfile
 from collections import Counter, defaultdict
@@ -37,6 +38,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont, __version__ as PIL_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))                    # this checkout's gemkr, also when the kit is not installed
+from gemkr.data import match_word                # the one `word` rule: answer and text lower-cased, on word boundaries
 MAX_SIDE = 128                                   # longest side of a picture, in pixels
 EMOJI_GROUPS = ("animals-nature", "food-drink", "travel-places", "objects", "activities")  # no people/smileys/flags
 FAMILIES = ("capital", "continent", "neighbour", "identify", "hypernym")
@@ -115,12 +118,6 @@ def dedupe(strings):
     for s in strings:
         if s and s.lower() not in seen: seen.add(s.lower()); out.append(s)
     return out
-
-_RX = {}
-def mentions(text, answer):
-    "The strict rule: `answer` occurs in `text`, case-insensitively, not inside a longer word."
-    if answer not in _RX: _RX[answer] = re.compile(r"(?<!\w)" + re.escape(answer) + r"(?!\w)", re.IGNORECASE)
-    return _RX[answer].search(text) is not None
 
 def package_version(folder):
     return json.loads((folder / "package.json").read_text(encoding="utf-8"))["version"]
@@ -209,7 +206,7 @@ def hypernym_answers(wordnet, words, etype, texts):
             for o in chain:                                              # the sense passes: nearest mentioned lemma
                 lemmas = [l for l in synsets[o][0] if l.lower() not in banned]
                 found = [f for l in lemmas for f in dict.fromkeys([l, plural(l) if l.islower() else l])
-                         if any(mentions(t, f) for t in texts)]
+                         if any(match_word(f, t) for t in texts)]
                 if found: return dedupe([lemmas[0]] + found), "kept"
             return [], "dropped"
     return [], "no-source"
@@ -332,7 +329,7 @@ def build_facts(entities, countries, link, aliases, variants, by_title, wordnet,
         for family, answers, source in cands:
             answers = dedupe([v for a in answers for v in [a] + variants.get(a, [])])
             if not answers: stats[family]["no-source"] += 1; continue
-            if any(mentions(t, a) for t in texts for a in answers):      # the strict rule
+            if any(match_word(a, t) for t in texts for a in answers):    # an answer in the entity's own article
                 stats[family]["kept"] += 1
                 facts.append({"entity": ent["id"], "family": family, "answers": answers, "source": source})
             else: stats[family]["dropped"] += 1
@@ -420,8 +417,8 @@ def main(argv=None):
         info = {"builder": "scripts/build_mini_assets.py",
                 "command": shlex.join(["python", "scripts/build_mini_assets.py"] + sys.argv[1:]),
                 "versions": versions,
-                "strict_rule": "keep a fact if an answer occurs in a passage of the entity's own article: "
-                               "case-insensitive regex (?<!\\w)ANSWER(?!\\w)",
+                "answer_rule": "keep a fact if gemkr.data.match_word finds an answer in a passage of the entity's "
+                               "own article (answer and passage lower-cased, the answer not inside a longer word)",
                 "counts": {"articles": len(kb), "passages": len(rows), "entities": len(entities),
                            "entities_by_kind": dict(sorted(Counter(e["kind"] for e in entities).items())),
                            "entities_by_type": dict(sorted(Counter(e["type"] for e in entities).items())),
