@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_fmindex.ipynb #af86b7fb
 from __future__ import annotations
-import collections, hashlib, json, os, re, struct, sys, time, warnings
+import collections, dataclasses, hashlib, json, os, re, struct, sys, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -43,7 +43,8 @@ def naive_next_tokens(docs, prefix) -> dict[int, int]:
     return dict(sorted(out.items()))
 
 # %% ../nbs/01_fmindex.ipynb #641bb37c
-def plot_backward_search(bwt, suffixes: list[str], steps: list[tuple[int, int]], labels: list[str] | None = None, ax=None):
+def plot_backward_search(bwt, suffixes: list[str], steps: list[tuple[int, int]], labels: list[str] | None = None,
+                         ax=None):
     "Draw the BWT column, the sorted suffixes and the interval after each backward-search step."
     import matplotlib.pyplot as plt
     n = len(suffixes)
@@ -103,8 +104,7 @@ class FMIndexConfig:
     prefix_cache_size: int = 65536 # prefix -> interval memo used by `states` (decoding)
 
     def __post_init__(self):
-        for f in ("checkpoint", "sa_sample", "tiny_width", "narrow_width", "cache_min_width", "cache_size", "prefix_cache_size"):
-            check_int(getattr(self, f), f"FMIndexConfig.{f}", min=1)
+        for f in dataclasses.fields(self): check_int(getattr(self, f.name), f"FMIndexConfig.{f.name}", min=1)
         if self.checkpoint & (self.checkpoint - 1) or self.checkpoint < 64:
             raise ValueError(f"FMIndexConfig.checkpoint must be a power of two >= 64, got {self.checkpoint}")
 
@@ -118,7 +118,8 @@ def _doc_array(i: int, d) -> np.ndarray:
     a = np.asarray(d)
     if a.ndim != 1: raise ValueError(f"document {i}: expected a 1-D sequence of token ids, got shape {a.shape}")
     if a.size == 0: return a.astype(np.int64)
-    if a.dtype.kind not in "iu": raise ValueError(f"document {i}: token ids must be integers, got {a.dtype} values such as {a.tolist()[0]!r}")
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"document {i}: token ids must be integers, got {a.dtype} values such as {a.tolist()[0]!r}")
     if a.dtype == np.uint64 and a.max() >= MAX_VOCAB:          # checked before int64 would wrap 2**64-1 round to -1
         j = int(np.argmax(a >= MAX_VOCAB)); raise ValueError(_too_large(f"document {i}, position {j}", a[j]))
     return a
@@ -130,19 +131,22 @@ def _check_ids(flat: np.ndarray, lengths: np.ndarray, vocab_size: int | None) ->
         ends = np.cumsum(lengths); d = int(np.searchsorted(ends, pos, side="right"))
         return f"document {d}, position {pos - (ends[d] - lengths[d])}"
     if vocab_size is not None and check_int(vocab_size, "vocab_size", min=1) > MAX_VOCAB:
-        raise ValueError(f"vocab_size {vocab_size} exceeds the largest vocabulary this index stores ({MAX_VOCAB}; symbols are 16-bit)")
+        raise ValueError(f"vocab_size {vocab_size} exceeds the largest vocabulary this index stores "
+                         f"({MAX_VOCAB}; symbols are 16-bit)")
     if flat.min() < 0: p = int(np.argmax(flat < 0)); raise ValueError(f"{where(p)}: negative token id {flat[p]}")
     top = int(flat.max())
     if top >= MAX_VOCAB: p = int(np.argmax(flat >= MAX_VOCAB)); raise ValueError(_too_large(where(p), flat[p]))
     if vocab_size is None: return top + 1
-    if top >= vocab_size: p = int(np.argmax(flat >= vocab_size)); raise ValueError(f"{where(p)}: token id {flat[p]} >= vocab_size {vocab_size}")
+    if top >= vocab_size:
+        p = int(np.argmax(flat >= vocab_size)); raise ValueError(f"{where(p)}: token id {flat[p]} >= vocab_size {vocab_size}")
     return int(vocab_size)
 
 # %% ../nbs/01_fmindex.ipynb #4d545abb
 def _flatten_docs(docs, vocab_size: int | None):
     "Validate `docs`; return the concatenated ids (int64), the document lengths and the vocabulary size."
     if isinstance(docs, (str, bytes)) or (isinstance(docs, np.ndarray) and docs.ndim == 1 and docs.dtype != object):
-        raise TypeError("docs must be a sequence of documents (lists or 1-D integer arrays of token ids), not one sequence")
+        raise TypeError("docs must be a sequence of documents (lists or 1-D integer arrays of token ids), "
+                        "not one sequence")
     try: n_docs = len(docs)
     except TypeError: raise TypeError(f"docs must be a sequence of documents, got {type(docs).__name__}") from None
     if n_docs == 0: raise ValueError("empty corpus: docs holds no documents")
@@ -168,14 +172,14 @@ class FMIndex:
     def __init__(self, arrays: dict, meta: dict, config: FMIndexConfig):
         self.config, self.meta = config, dict(meta)
         for k in _ARRAYS: setattr(self, k, _frozen(np.asarray(arrays[k]))[0])
-        self.vocab_size, self.n_docs, self.n_tokens = int(meta["vocab_size"]), int(meta["n_docs"]), int(meta["n_tokens"])
+        self.vocab_size, self.n_docs, self.n_tokens = (int(meta[k]) for k in ("vocab_size", "n_docs", "n_tokens"))
         self._n, self._sigma = len(self.bwt), len(self.C) - 1
         self._shift = config.checkpoint.bit_length() - 1
         self._cache, self._prefix_states = collections.OrderedDict(), collections.OrderedDict()
         self.cache_hits = self.cache_misses = 0
         freq = np.diff(self.C)[_SHIFT:]
         self._root = _frozen(np.flatnonzero(freq).astype(np.int64), freq[freq > 0].astype(np.int64))
-        self._tokens = _frozen(np.arange(-_SHIFT, self._sigma - _SHIFT))[0]   # symbol s -> token s - 2: views are read-only
+        self._tokens = _frozen(np.arange(-_SHIFT, self._sigma - _SHIFT))[0]   # symbol s -> token s - 2 (read-only views)
 
     def __len__(self): return self.n_tokens
 
@@ -197,7 +201,7 @@ def __repr__(self: FMIndex):
 
 # %% ../nbs/01_fmindex.ipynb #993376f6
 def _layout_text(flat: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "The indexed text (per document: SEP, then its reversed tokens as symbols; a final sentinel) and each document's SEP position."
+    "The indexed text (per document: SEP, then its reversed tokens as symbols; a final sentinel) and where each SEP is."
     n_docs, n_tok = len(lengths), len(flat)
     flat_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     doc_starts = flat_starts + np.arange(n_docs)
@@ -224,7 +228,8 @@ def build(cls: FMIndex, docs, vocab_size: int | None = None, config: FMIndexConf
     "Build an index over `docs` (a sequence of token-id sequences); ids must be in `[0, vocab_size)`."
     config = config or FMIndexConfig()
     flat, lengths, vocab_size = _flatten_docs(docs, vocab_size)
-    if len(flat) + len(lengths) + 1 >= 2**32 - 1: raise ValueError("corpus too large for this index (more than 2^32 symbols)")
+    if len(flat) + len(lengths) + 1 >= 2**32 - 1:
+        raise ValueError("corpus too large for this index (more than 2^32 symbols)")
     meta = dict(vocab_size=vocab_size, n_docs=len(lengths), n_tokens=len(flat),
                 fingerprint=_corpus_key(flat, lengths, vocab_size, config))
     text, doc_starts = _layout_text(flat, lengths)
@@ -336,10 +341,12 @@ def _as_tokens(pattern) -> list[int]:
     if type(pattern) in (list, tuple):
         if _all_ints(pattern): return list(pattern)                                     # fast path
         return [check_int(x, f"token {i} of {list(pattern)!r}") for i, x in enumerate(pattern)]
-    if isinstance(pattern, (str, bytes)): raise TypeError(f"a pattern is a sequence of token ids, got {type(pattern).__name__}")
+    if isinstance(pattern, (str, bytes)):
+        raise TypeError(f"a pattern is a sequence of token ids, got {type(pattern).__name__}")
     a = np.asarray(pattern)
     if a.ndim != 1: raise TypeError(f"a pattern is a 1-D sequence of token ids, got {pattern!r}")
-    if a.size and a.dtype.kind not in "iu": raise ValueError(f"token ids must be integers, got {a.dtype} values such as {a[0]!r}")
+    if a.size and a.dtype.kind not in "iu":
+        raise ValueError(f"token ids must be integers, got {a.dtype} values such as {a[0]!r}")
     return a.tolist()
 
 # %% ../nbs/01_fmindex.ipynb #b7f1c3a8
@@ -530,17 +537,20 @@ def save(self: FMIndex, path) -> Path:
 _PREFIX = len(_MAGIC) + 12                               # magic, version (uint32), header length (uint64)
 
 def _read_header(f, path: Path, size: int) -> tuple[dict, int]:
-    "The JSON header of an open index file and the offset of its arrays; an `IndexFileError` for a foreign, old or damaged file."
+    "The JSON header of an open index file and the offset of its arrays; `IndexFileError` for a foreign, old or damaged file."
     head = f.read(_PREFIX)
-    if len(head) < _PREFIX or head[:len(_MAGIC)] != _MAGIC: raise IndexFileError(f"{path}: not a gemkr FM-index file (bad magic)")
+    if len(head) < _PREFIX or head[:len(_MAGIC)] != _MAGIC:
+        raise IndexFileError(f"{path}: not a gemkr FM-index file (bad magic)")
     version, hlen = struct.unpack("<IQ", head[len(_MAGIC):])
     if version != FORMAT_VERSION:
-        raise IndexFileError(f"{path}: index format version {version}, this gemkr reads version {FORMAT_VERSION}; rebuild the index")
+        raise IndexFileError(f"{path}: index format version {version}, this gemkr reads version {FORMAT_VERSION}; "
+                             "rebuild the index")
     if hlen > size: raise IndexFileError(f"{path}: truncated or corrupted (header of {hlen} bytes in a {size}-byte file)")
     try: header = json.loads(f.read(hlen)); payload = int(header["payload_bytes"])
     except (KeyError, TypeError, ValueError): raise IndexFileError(f"{path}: corrupted header") from None
     start = _padded(_PREFIX + hlen)
-    if size != start + payload + 32: raise IndexFileError(f"{path}: truncated or corrupted ({size} bytes, expected {start + payload + 32})")
+    if size != start + payload + 32:
+        raise IndexFileError(f"{path}: truncated or corrupted ({size} bytes, expected {start + payload + 32})")
     return header, start
 
 # %% ../nbs/01_fmindex.ipynb #e9776511
@@ -566,7 +576,8 @@ def load(cls: FMIndex, path, mmap: bool = True, verify: bool = True) -> FMIndex:
     "Load an index written by `save`; `verify` checks the SHA-256 (reads the whole file once)."
     path = Path(path)
     try: f = open(path, "rb")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError): raise IndexFileError(f"{path}: no such index file") from None
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise IndexFileError(f"{path}: no such index file") from None
     with f:
         size = os.fstat(f.fileno()).st_size
         header, start = _read_header(f, path, size)
@@ -610,7 +621,7 @@ def corpus_fingerprint(docs, vocab_size: int | None = None, config: FMIndexConfi
     return _corpus_key(flat, lengths, vocab_size, config or FMIndexConfig())
 
 def _load_if_built_from(path: Path, key: str, warn: bool) -> FMIndex | None:
-    "The index at `path` if its header holds fingerprint `key`; None if it is missing, damaged, old or from other inputs."
+    "The index at `path` if its header holds fingerprint `key`; None if missing, damaged, old or from other inputs."
     if not path.exists(): return None
     try: idx = FMIndex.load(path)
     except IndexFileError as e:
@@ -619,8 +630,9 @@ def _load_if_built_from(path: Path, key: str, warn: bool) -> FMIndex | None:
     return idx if idx.meta.get("fingerprint") == key else None
 
 # %% ../nbs/01_fmindex.ipynb #7765b446
-def build_or_load(docs, path, vocab_size: int | None = None, config: FMIndexConfig | None = None) -> tuple[FMIndex, bool]:
-    "The index of `docs` at `path`: loaded if its header holds their fingerprint, else built and saved. Returns `(index, reused)`."
+def build_or_load(docs, path, vocab_size: int | None = None,
+                  config: FMIndexConfig | None = None) -> tuple[FMIndex, bool]:
+    "`(index, reused)`: the index of `docs` at `path`, loaded if its header holds their fingerprint, else built and saved."
     path, config = Path(path), config or FMIndexConfig()
     key = corpus_fingerprint(docs, vocab_size, config)
     if (idx := _load_if_built_from(path, key, warn=False)) is not None: return idx, True
@@ -653,11 +665,11 @@ def fmindex_demo(
     kb_path, passages, queries = _demo_inputs(kb, query)
     tok = WordTokenizer.train(p["text"] for p in passages)
     t0 = time.perf_counter()
-    idx, reused = build_or_load(encode_kb(tok, (p["text"] for p in passages)), cache_dir("fmindex") / (kb_path.stem + ".fmi"),
-                                vocab_size=len(tok))
+    docs = encode_kb(tok, (p["text"] for p in passages))
+    idx, reused = build_or_load(docs, cache_dir("fmindex") / (kb_path.stem + ".fmi"), vocab_size=len(tok))
     print(f"{'loaded' if reused else 'built'} {idx} in {time.perf_counter() - t0:.2f} s")
     for q in queries:
-        ids = tok.encode(q); nt = sorted(idx.next_tokens(ids).items(), key=lambda kv: -kv[1]); docs = idx.doc_ids(ids)
-        print(f"\n{q!r}: {idx.count(ids)} occurrences in {len(docs)} passages")
+        ids = tok.encode(q); nt = sorted(idx.next_tokens(ids).items(), key=lambda kv: -kv[1]); hits = idx.doc_ids(ids)
+        print(f"\n{q!r}: {idx.count(ids)} occurrences in {len(hits)} passages")
         print("  next tokens:", ", ".join(f"{tok.vocab[t]} ({c})" for t, c in nt[:10]) or "none")
-        print("  passages:   ", ", ".join(passages[d]["id"] for d in docs[:5]) + (" ..." if len(docs) > 5 else ""))
+        print("  passages:   ", ", ".join(passages[d]["id"] for d in hits[:5]) + (" ..." if len(hits) > 5 else ""))
