@@ -57,7 +57,8 @@ def plot_backward_search(bwt, suffixes: list[str], steps: list[tuple[int, int]],
         x = 0.005 + 0.012 * k
         ax.add_patch(plt.Rectangle((x, n - hi), 0.95 - 2 * x, hi - lo, fill=False, ec=col, lw=2,
                                    label=(labels[k] if labels else f"step {k}") + f": [{lo}, {hi})"))
-    ax.set_xlim(0, 1); ax.set_ylim(0, n); ax.axis("off"); ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, 1); ax.set_ylim(0, n); ax.axis("off")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)          # beside the rows, not over them
     return ax
 
 # %% ../nbs/01_fmindex.ipynb #40c45ce9
