@@ -172,7 +172,7 @@ class FMIndex:
     "An FM-index over documents of integer token ids: count, next tokens, documents; batched, cached, saved."
     def __init__(self, arrays: dict, meta: dict, config: FMIndexConfig):
         self.config, self.meta = config, dict(meta)
-        for k in _ARRAYS: setattr(self, k, _frozen(np.asarray(arrays[k]).view())[0])   # read-only views: the caller's stay as they are
+        for k in _ARRAYS: setattr(self, k, _frozen(np.asarray(arrays[k]).view())[0])   # views: the caller's own stay writeable
         self.vocab_size, self.n_docs, self.n_tokens = (int(meta[k]) for k in ("vocab_size", "n_docs", "n_tokens"))
         self._n, self._sigma = len(self.bwt), len(self.C) - 1
         self._shift = config.checkpoint.bit_length() - 1
