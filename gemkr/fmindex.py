@@ -4,19 +4,19 @@
 
 # %% ../nbs/01_fmindex.ipynb #af86b7fb
 from __future__ import annotations
-import collections, hashlib, json, re, struct, time
+import collections, dataclasses, hashlib, json, os, re, struct, sys, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 import numpy as np
-from .core import atomic_write, config_from_dict, config_to_dict, config_path, save_config, assets_dir, cache_dir, read_jsonl
+from fastcore.basics import patch
+from .core import assets_dir, atomic_write, cache_dir, check_int, config_from_dict, config_path, config_to_dict
+from .core import file_lock, fingerprint, read_jsonl, save_config
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'State', 'naive_occurrences', 'naive_count', 'naive_doc_ids', 'naive_next_tokens',
-           'plot_backward_search', 'suffix_array_doubling', 'suffix_array', 'FMIndexConfig', 'IndexFileError',
-           'FMIndex', 'extend', 'continuations', 'state', 'count', 'next_tokens', 'row_docs', 'doc_ids', 'locate',
-           'extend_many', 'continuations_many', 'states', 'next_tokens_many', 'clear_caches', 'warm', 'save',
-           'WordTokenizer', 'encode_kb', 'corpus_fingerprint', 'build_or_load', 'fmindex_demo']
+__all__ = ['FORMAT_VERSION', 'MAX_VOCAB', 'State', 'naive_occurrences', 'naive_count', 'naive_doc_ids', 'naive_next_tokens',
+           'plot_backward_search', 'suffix_array_doubling', 'suffix_array', 'IndexFileError', 'FMIndexConfig',
+           'FMIndex', 'WordTokenizer', 'encode_kb', 'corpus_fingerprint', 'build_or_load', 'fmindex_demo']
 
 # %% ../nbs/01_fmindex.ipynb #3b28a743
 def naive_occurrences(docs: Sequence[Sequence[int]], pattern: Sequence[int]) -> list[tuple[int, int]]:
@@ -43,7 +43,8 @@ def naive_next_tokens(docs, prefix) -> dict[int, int]:
     return dict(sorted(out.items()))
 
 # %% ../nbs/01_fmindex.ipynb #641bb37c
-def plot_backward_search(bwt, suffixes: list[str], steps: list[tuple[int, int]], labels: list[str] | None = None, ax=None):
+def plot_backward_search(bwt, suffixes: list[str], steps: list[tuple[int, int]], labels: list[str] | None = None,
+                         ax=None):
     "Draw the BWT column, the sorted suffixes and the interval after each backward-search step."
     import matplotlib.pyplot as plt
     n = len(suffixes)
@@ -56,7 +57,8 @@ def plot_backward_search(bwt, suffixes: list[str], steps: list[tuple[int, int]],
         x = 0.005 + 0.012 * k
         ax.add_patch(plt.Rectangle((x, n - hi), 0.95 - 2 * x, hi - lo, fill=False, ec=col, lw=2,
                                    label=(labels[k] if labels else f"step {k}") + f": [{lo}, {hi})"))
-    ax.set_xlim(0, 1); ax.set_ylim(0, n); ax.axis("off"); ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, 1); ax.set_ylim(0, n); ax.axis("off")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)          # beside the rows, not over them
     return ax
 
 # %% ../nbs/01_fmindex.ipynb #40c45ce9
@@ -80,12 +82,17 @@ def suffix_array(text) -> np.ndarray:
     except ImportError: return suffix_array_doubling(text)
     return np.asarray(divsufsort(np.ascontiguousarray(text)))
 
-# %% ../nbs/01_fmindex.ipynb #b4825e3a
-FORMAT_VERSION = 1
+# %% ../nbs/01_fmindex.ipynb #7770595e
+FORMAT_VERSION = 2                     # of the index file; 2: the corpus fingerprint is part of the header
 _MAGIC = b"GEMKRFMI"
-_SENTINEL, _SEP, _SHIFT = 0, 1, 2   # token t is stored as t + 2
-_ONE, _EMPTY = np.ones(1, np.int64), np.empty(0, np.int64)
+_SENTINEL, _SEP, _SHIFT = 0, 1, 2      # token t is stored as the symbol t + 2
+MAX_VOCAB = 2**16 - _SHIFT             # symbols are uint16: token ids 0 .. MAX_VOCAB - 1
+_ARRAYS = ("bwt", "C", "occ", "sa_rows", "sa_pos", "doc_starts", "doc_lengths")   # what an index is made of
 
+class IndexFileError(ValueError):
+    "An index file that cannot be loaded: missing, truncated, corrupted, foreign or of another format version."
+
+# %% ../nbs/01_fmindex.ipynb #b4825e3a
 @dataclass(frozen=True)
 class FMIndexConfig:
     "How an `FMIndex` is built and queried."
@@ -98,141 +105,179 @@ class FMIndexConfig:
     prefix_cache_size: int = 65536 # prefix -> interval memo used by `states` (decoding)
 
     def __post_init__(self):
-        for f in ("checkpoint", "sa_sample", "tiny_width", "narrow_width", "cache_min_width", "cache_size", "prefix_cache_size"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"FMIndexConfig.{f} must be a positive integer, got {v!r}")
+        for f in dataclasses.fields(self): check_int(getattr(self, f.name), f"FMIndexConfig.{f.name}", min=1)
         if self.checkpoint & (self.checkpoint - 1) or self.checkpoint < 64:
             raise ValueError(f"FMIndexConfig.checkpoint must be a power of two >= 64, got {self.checkpoint}")
 
-class IndexFileError(ValueError):
-    "An index file that cannot be loaded: missing, truncated, corrupted, foreign or of another format version."
-
 # %% ../nbs/01_fmindex.ipynb #8c9b64bf
-def _flatten_docs(docs, vocab_size: int | None):
-    "Validate `docs`; return the concatenated ids (int64), the document lengths and the vocabulary size."
-    if isinstance(docs, (str, bytes)) or (isinstance(docs, np.ndarray) and docs.ndim == 1 and docs.dtype != object):
-        raise TypeError("docs must be a sequence of documents (lists or 1-D integer arrays of token ids), not one sequence")
-    try: n_docs = len(docs)
-    except TypeError: raise TypeError(f"docs must be a sequence of documents, got {type(docs).__name__}") from None
-    if n_docs == 0: raise ValueError("empty corpus: docs holds no documents")
-    arrays, lengths = [], np.empty(n_docs, np.int64)
-    for i, d in enumerate(docs):
-        if isinstance(d, (str, bytes)): raise TypeError(f"document {i}: expected token ids, got a {type(d).__name__}")
-        a = np.asarray(d)
-        if a.ndim != 1: raise ValueError(f"document {i}: expected a 1-D sequence of token ids, got shape {a.shape}")
-        if a.size == 0: a = a.astype(np.int64)
-        elif a.dtype.kind not in "iu" or a.dtype == np.bool_:
-            raise TypeError(f"document {i}: token ids must be integers, got {a.dtype} values such as {a.tolist()[0]!r}")
-        arrays.append(a); lengths[i] = a.size
-    if lengths.sum() == 0: raise ValueError(f"empty corpus: all {n_docs} documents are empty")
-    flat = np.concatenate([a.astype(np.int64, copy=False) for a in arrays])
+def _too_large(where: str, token) -> str:
+    return f"{where}: token id {token} exceeds the largest id this index stores ({MAX_VOCAB - 1}; symbols are 16-bit)"
+
+def _doc_array(i: int, d) -> np.ndarray:
+    "Document `i` as a 1-D integer array, or an error naming the document."
+    if isinstance(d, (str, bytes)): raise TypeError(f"document {i}: expected token ids, got a {type(d).__name__}")
+    a = np.asarray(d)
+    if a.ndim != 1: raise ValueError(f"document {i}: expected a 1-D sequence of token ids, got shape {a.shape}")
+    if a.size == 0: return a.astype(np.int64)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"document {i}: token ids must be integers, got {a.dtype} values such as {a.tolist()[0]!r}")
+    if a.dtype == np.uint64 and a.max() >= MAX_VOCAB:          # checked before int64 would wrap 2**64-1 round to -1
+        j = int(np.argmax(a >= MAX_VOCAB)); raise ValueError(_too_large(f"document {i}, position {j}", a[j]))
+    return a
+
+# %% ../nbs/01_fmindex.ipynb #8b3160a6
+def _check_ids(flat: np.ndarray, lengths: np.ndarray, vocab_size: int | None) -> int:
+    "The vocabulary size (`vocab_size`, or the largest id + 1) once every id is known to fit it and the index."
     def where(pos):
         ends = np.cumsum(lengths); d = int(np.searchsorted(ends, pos, side="right"))
         return f"document {d}, position {pos - (ends[d] - lengths[d])}"
-    if flat.min() < 0:
-        p = int(np.argmax(flat < 0)); raise ValueError(f"{where(p)}: negative token id {flat[p]}")
+    if vocab_size is not None and check_int(vocab_size, "vocab_size", min=1) > MAX_VOCAB:
+        raise ValueError(f"vocab_size {vocab_size} exceeds the largest vocabulary this index stores "
+                         f"({MAX_VOCAB}; symbols are 16-bit)")
+    if flat.min() < 0: p = int(np.argmax(flat < 0)); raise ValueError(f"{where(p)}: negative token id {flat[p]}")
     top = int(flat.max())
-    if vocab_size is None: vocab_size = top + 1
-    elif not isinstance(vocab_size, (int, np.integer)) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
-    elif top >= vocab_size:
+    if top >= MAX_VOCAB: p = int(np.argmax(flat >= MAX_VOCAB)); raise ValueError(_too_large(where(p), flat[p]))
+    if vocab_size is None: return top + 1
+    if top >= vocab_size:
         p = int(np.argmax(flat >= vocab_size)); raise ValueError(f"{where(p)}: token id {flat[p]} >= vocab_size {vocab_size}")
-    return flat, lengths, int(vocab_size)
+    return int(vocab_size)
 
-# %% ../nbs/01_fmindex.ipynb #833c34ec
+# %% ../nbs/01_fmindex.ipynb #4d545abb
+def _flatten_docs(docs, vocab_size: int | None):
+    "Validate `docs`; return the concatenated ids (int64), the document lengths and the vocabulary size."
+    if isinstance(docs, (str, bytes)) or (isinstance(docs, np.ndarray) and docs.ndim == 1 and docs.dtype != object):
+        raise TypeError("docs must be a sequence of documents (lists or 1-D integer arrays of token ids), "
+                        "not one sequence")
+    try: n_docs = len(docs)
+    except TypeError: raise TypeError(f"docs must be a sequence of documents, got {type(docs).__name__}") from None
+    if n_docs == 0: raise ValueError("empty corpus: docs holds no documents")
+    arrays = [_doc_array(i, d) for i, d in enumerate(docs)]
+    lengths = np.array([a.size for a in arrays], np.int64)
+    if lengths.sum() == 0: raise ValueError(f"empty corpus: all {n_docs} documents are empty")
+    flat = np.concatenate([a.astype(np.int64, copy=False) for a in arrays])
+    return flat, lengths, _check_ids(flat, lengths, vocab_size)
+
+# %% ../nbs/01_fmindex.ipynb #1892f3b5
 State = tuple[int, int]
 
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    "Mark `arrays` read-only and return them: results that caches share must not be changed by a caller."
+    for a in arrays: a.flags.writeable = False
+    return arrays
+
+_ONE, _EMPTY = _frozen(np.ones(1, np.int64), np.empty(0, np.int64))   # shared by every index: the count 1, no tokens
+
+# %% ../nbs/01_fmindex.ipynb #080031c0
 class FMIndex:
     "An FM-index over documents of integer token ids: count, next tokens, documents; batched, cached, saved."
     def __init__(self, arrays: dict, meta: dict, config: FMIndexConfig):
         self.config, self.meta = config, dict(meta)
-        self.bwt, self.C, self.occ = arrays["bwt"], np.asarray(arrays["C"]), arrays["occ"]
-        self.sa_rows, self.sa_pos = arrays["sa_rows"], arrays["sa_pos"]
-        self.doc_starts, self.doc_lengths = np.asarray(arrays["doc_starts"]), np.asarray(arrays["doc_lengths"])
-        self.vocab_size, self.n_docs, self.n_tokens = int(meta["vocab_size"]), int(meta["n_docs"]), int(meta["n_tokens"])
+        for k in _ARRAYS: setattr(self, k, _frozen(np.asarray(arrays[k]).view())[0])   # views: the caller's own stay writeable
+        self.vocab_size, self.n_docs, self.n_tokens = (int(meta[k]) for k in ("vocab_size", "n_docs", "n_tokens"))
         self._n, self._sigma = len(self.bwt), len(self.C) - 1
         self._shift = config.checkpoint.bit_length() - 1
-        self._cache: collections.OrderedDict = collections.OrderedDict()
-        self._prefix_states: collections.OrderedDict = collections.OrderedDict()
+        self._cache, self._prefix_states = collections.OrderedDict(), collections.OrderedDict()
         self.cache_hits = self.cache_misses = 0
         freq = np.diff(self.C)[_SHIFT:]
-        self._root = (np.flatnonzero(freq).astype(np.int64), freq[freq > 0].astype(np.int64))
+        self._root = _frozen(np.flatnonzero(freq).astype(np.int64), freq[freq > 0].astype(np.int64))
+        self._tokens = _frozen(np.arange(-_SHIFT, self._sigma - _SHIFT))[0]   # symbol s -> token s - 2 (read-only views)
 
     def __len__(self): return self.n_tokens
-    def __repr__(self):
-        return f"FMIndex({self.n_docs:,} docs, {self.n_tokens:,} tokens, vocab {self.vocab_size:,}, {self.nbytes / max(self.n_tokens, 1):.2f} B/token)"
-
-    @property
-    def nbytes(self) -> int:
-        "Bytes held by the index arrays (what `save` writes, less the header)."
-        return sum(int(a.nbytes) for a in (self.bwt, self.C, self.occ, self.sa_rows, self.sa_pos, self.doc_starts, self.doc_lengths))
 
     @property
     def root(self) -> State:
         "The state of the empty prefix."
         return (0, self._n)
 
+# %% ../nbs/01_fmindex.ipynb #b20163c5
+@patch(as_prop=True)
+def nbytes(self: FMIndex) -> int:
+    "Bytes held by the index arrays (what `save` writes, less the header)."
+    return sum(int(getattr(self, k).nbytes) for k in _ARRAYS)
+
+@patch
+def __repr__(self: FMIndex):
+    return (f"FMIndex({self.n_docs:,} docs, {self.n_tokens:,} tokens, vocab {self.vocab_size:,}, "
+            f"{self.nbytes / max(self.n_tokens, 1):.2f} B/token)")
+
 # %% ../nbs/01_fmindex.ipynb #993376f6
-def _build(cls, docs, vocab_size: int | None = None, config: FMIndexConfig | None = None) -> FMIndex:
-    "Build an index over `docs` (a sequence of token-id sequences); ids must be in `[0, vocab_size)`."
-    config = config or FMIndexConfig()
-    flat, lengths, vocab_size = _flatten_docs(docs, vocab_size)
+def _layout_text(flat: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "The indexed text (per document: SEP, then its reversed tokens as symbols; a final sentinel) and where each SEP is."
     n_docs, n_tok = len(lengths), len(flat)
-    sigma = vocab_size + _SHIFT
-    if n_tok + n_docs + 1 >= 2**32 - 1: raise ValueError("corpus too large for this index (more than 2^32 symbols)")
-    text_dtype = np.uint16 if sigma <= 2**16 else np.uint32
-    # layout: for each document, SEP then the reversed document; a final sentinel
     flat_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     doc_starts = flat_starts + np.arange(n_docs)
-    n = n_tok + n_docs + 1
-    text = np.empty(n, text_dtype)
+    text = np.empty(n_tok + n_docs + 1, np.uint16)
     text[doc_starts] = _SEP; text[-1] = _SENTINEL
     dest = np.repeat(doc_starts + lengths + flat_starts, lengths); dest -= np.arange(n_tok)
     text[dest] = flat + _SHIFT
-    del dest, flat
+    return text, doc_starts.astype(np.int64)
+
+def _occ_checkpoints(bwt: np.ndarray, sigma: int, b: int) -> np.ndarray:
+    "Row k: the occurrences of every symbol in `bwt[:k*b]` (uint32)."
+    nb = -(-len(bwt) // b)
+    occ = np.zeros((nb + 1, sigma), np.uint32)
+    for k in range(nb): occ[k + 1] = occ[k] + np.bincount(bwt[k * b:(k + 1) * b].astype(np.intp), minlength=sigma)
+    return occ
+
+# %% ../nbs/01_fmindex.ipynb #20da2896
+def _corpus_key(flat: np.ndarray, lengths: np.ndarray, vocab_size: int, config: FMIndexConfig) -> str:
+    "The fingerprint of what an index is built from (the int64 ids are hashed in place, without a copy)."
+    return fingerprint("gemkr.FMIndex", config, vocab_size, memoryview(lengths).cast("B"), memoryview(flat).cast("B"))
+
+@patch(cls_method=True)
+def build(cls: FMIndex, docs, vocab_size: int | None = None, config: FMIndexConfig | None = None) -> FMIndex:
+    "Build an index over `docs` (a sequence of token-id sequences); ids must be in `[0, vocab_size)`."
+    config = config or FMIndexConfig()
+    flat, lengths, vocab_size = _flatten_docs(docs, vocab_size)
+    if len(flat) + len(lengths) + 1 >= 2**32 - 1:
+        raise ValueError("corpus too large for this index (more than 2^32 symbols)")
+    meta = dict(vocab_size=vocab_size, n_docs=len(lengths), n_tokens=len(flat),
+                fingerprint=_corpus_key(flat, lengths, vocab_size, config))
+    text, doc_starts = _layout_text(flat, lengths)
+    del flat                                      # the suffix sort is the memory peak: keep only what it needs
+    return cls._from_text(text, doc_starts, lengths, meta, config)
+
+# %% ../nbs/01_fmindex.ipynb #954062ef
+@patch(cls_method=True)
+def _from_text(cls: FMIndex, text: np.ndarray, doc_starts, lengths, meta: dict, config: FMIndexConfig) -> FMIndex:
+    "The index of a laid-out text: BWT, C, occurrence checkpoints and SA samples."
+    sigma = meta["vocab_size"] + _SHIFT
     sa = suffix_array(text)
     bwt = text[sa - 1]                                   # sa == 0 wraps to the sentinel
     C = np.zeros(sigma + 1, np.int64); C[1:] = np.cumsum(np.bincount(text, minlength=sigma))
-    del text
-    b = config.checkpoint; nb = -(-n // b)
-    occ = np.zeros((nb + 1, sigma), np.uint32)
-    for k in range(nb):
-        occ[k + 1] = occ[k] + np.bincount(bwt[k * b:(k + 1) * b].astype(np.intp), minlength=sigma)
     sa_rows = np.flatnonzero(sa % config.sa_sample == 0)
-    sa_pos = sa[sa_rows]
-    del sa
-    pos_dtype = np.uint32
-    arrays = dict(bwt=bwt, C=C, occ=occ, sa_rows=sa_rows.astype(pos_dtype), sa_pos=sa_pos.astype(pos_dtype),
-                  doc_starts=doc_starts.astype(np.int64), doc_lengths=lengths.astype(np.int64))
-    meta = dict(vocab_size=vocab_size, n_docs=n_docs, n_tokens=n_tok)
+    arrays = dict(bwt=bwt, C=C, occ=_occ_checkpoints(bwt, sigma, config.checkpoint), sa_rows=sa_rows.astype(np.uint32),
+                  sa_pos=sa[sa_rows].astype(np.uint32), doc_starts=doc_starts, doc_lengths=lengths)
     return cls(arrays, meta, config)
 
-FMIndex.build = classmethod(_build)
-
-# %% ../nbs/01_fmindex.ipynb #954062ef
-def _nearest_checkpoint(self, i: int) -> tuple[int, np.ndarray, int]:
+# %% ../nbs/01_fmindex.ipynb #4b8d657c
+@patch
+def _nearest_checkpoint(self: FMIndex, i: int) -> tuple[int, np.ndarray, int]:
     "The checkpoint row nearest to BWT row `i`, the BWT between them, and +1/-1: Occ(., i) = occ[row] +/- counts in it."
     k = i >> self._shift; start = k << self._shift
     if i - start <= (self.config.checkpoint >> 1) or k + 1 >= len(self.occ): return k, self.bwt[start:i], 1
     return k + 1, self.bwt[i:start + self.config.checkpoint], -1
 
-def _rank(self, c: int, i: int) -> int:
+@patch
+def _rank(self: FMIndex, c: int, i: int) -> int:
     "Occurrences of internal symbol `c` in `bwt[:i]`."
     k, between, sign = self._nearest_checkpoint(i)
     return int(self.occ[k, c]) + sign * int(np.count_nonzero(between == c))
 
-def _occ_row(self, i: int) -> np.ndarray:
+@patch
+def _occ_row(self: FMIndex, i: int) -> np.ndarray:
     "Occurrences of every symbol in `bwt[:i]` (int64, length sigma)."
     k, between, sign = self._nearest_checkpoint(i)
     return self.occ[k].astype(np.int64) + sign * np.bincount(between.astype(np.intp), minlength=self._sigma)
 
-def extend(self, state: State, token: int) -> State:
+# %% ../nbs/01_fmindex.ipynb #199e31d9
+@patch
+def extend(self: FMIndex, state: State, token: int) -> State:
     "The state of `prefix + [token]` given the state of `prefix` (one backward-search step)."
+    if type(token) is not int: token = check_int(token, "token")    # NumPy ints are welcome, floats and bools are not
     lo, hi = state
-    if hi <= lo: return (0, 0)
-    if not 0 <= token < self.vocab_size: return (0, 0)
-    c = int(token) + _SHIFT; base = int(self.C[c])
+    if hi <= lo or not 0 <= token < self.vocab_size: return (0, 0)
+    c = token + _SHIFT; base = int(self.C[c])
     if lo == 0 and hi == self._n:                       # from the root: just C
         top = int(self.C[c + 1]); return (base, top) if top > base else (0, 0)
     if hi - lo == 1:                                     # one occurrence: it continues with bwt[lo] or not at all
@@ -243,54 +288,71 @@ def extend(self, state: State, token: int) -> State:
     else: r_hi = self._rank(c, hi)
     return (base + r_lo, base + r_hi) if r_hi > r_lo else (0, 0)
 
-def _enumerate(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    "Distinct tokens in `bwt[lo:hi]` and their counts (external ids, int64)."
+# %% ../nbs/01_fmindex.ipynb #bff22ef6
+@patch
+def _enumerate(self: FMIndex, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    "Distinct tokens in `bwt[lo:hi]` and their counts (external ids, int64, read-only)."
     if hi - lo == 1:                                     # a single occurrence (most deep prefixes)
         c = int(self.bwt[lo])
-        return (np.array([c - _SHIFT]), _ONE) if c >= _SHIFT else (_EMPTY, _EMPTY)
+        return (self._tokens[c:c + 1], _ONE) if c >= _SHIFT else (_EMPTY, _EMPTY)
     if hi - lo <= self.config.tiny_width:                # tiny intervals: plain Python is fastest
         c = collections.Counter(self.bwt[lo:hi].tolist())
         syms = sorted(s for s in c if s >= _SHIFT)
-        return np.array(syms, np.int64) - _SHIFT, np.array([c[s] for s in syms], np.int64)
+        return _frozen(np.array(syms, np.int64) - _SHIFT, np.array([c[s] for s in syms], np.int64))
     if hi - lo <= self.config.narrow_width:
         syms, counts = np.unique(self.bwt[lo:hi], return_counts=True)
         keep = syms >= _SHIFT
-        return syms[keep].astype(np.int64) - _SHIFT, counts[keep].astype(np.int64)
+        return _frozen(syms[keep].astype(np.int64) - _SHIFT, counts[keep].astype(np.int64))
     d = self._occ_row(hi) - self._occ_row(lo)
     d[:_SHIFT] = 0
     syms = np.flatnonzero(d > 0)                          # (a boolean mask is ~5x faster than flatnonzero on int64)
-    return syms - _SHIFT, d[syms]
+    return _frozen(syms - _SHIFT, d[syms])
 
-def continuations(self, state: State) -> tuple[np.ndarray, np.ndarray]:
-    "Tokens that may follow the prefix of `state`, and the count of each extended prefix (sorted by token)."
+# %% ../nbs/01_fmindex.ipynb #a2c229ee
+@patch
+def continuations(self: FMIndex, state: State) -> tuple[np.ndarray, np.ndarray]:
+    "Tokens that may follow the prefix of `state`, and the count of each extended prefix (sorted by token, read-only)."
     lo, hi = int(state[0]), int(state[1])
-    if hi <= lo: return np.empty(0, np.int64), np.empty(0, np.int64)
+    if hi <= lo: return _EMPTY, _EMPTY
     if lo == 0 and hi == self._n: return self._root
     if hi - lo < self.config.cache_min_width: return self._enumerate(lo, hi)
-    key = (lo, hi)
-    hit = self._cache.get(key)
+    return self._cached_enumerate(lo, hi)
+
+@patch
+def _cached_enumerate(self: FMIndex, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    "`_enumerate` through the LRU cache of wide intervals."
+    hit = self._cache.get((lo, hi))
     if hit is not None:
-        self._cache.move_to_end(key); self.cache_hits += 1
+        self._cache.move_to_end((lo, hi)); self.cache_hits += 1
         return hit
     self.cache_misses += 1
-    res = self._enumerate(lo, hi)
-    self._cache[key] = res
+    res = self._cache[(lo, hi)] = self._enumerate(lo, hi)
     if len(self._cache) > self.config.cache_size: self._cache.popitem(last=False)
     return res
 
-FMIndex._nearest_checkpoint, FMIndex._rank, FMIndex._occ_row, FMIndex.extend = _nearest_checkpoint, _rank, _occ_row, extend
-FMIndex._enumerate, FMIndex.continuations = _enumerate, continuations
+# %% ../nbs/01_fmindex.ipynb #4ee15185
+def _all_ints(tokens: Sequence) -> bool:
+    "Whether every element is a Python int (not a bool, float or NumPy scalar), checked fast for the decoding path."
+    # a float or a NumPy scalar makes the sum another type; a bool equals 0 or 1 (a key holding 0 or 1 takes the slow check)
+    if type(sum(tokens)) is int and True not in tokens and False not in tokens: return True
+    return all(type(x) is int for x in tokens)
 
-# %% ../nbs/01_fmindex.ipynb #4b8d657c
 def _as_tokens(pattern) -> list[int]:
-    if type(pattern) in (list, tuple) and all(type(x) is int for x in pattern): return list(pattern)   # fast path
-    if isinstance(pattern, (str, bytes)): raise TypeError(f"a pattern is a sequence of token ids, got {type(pattern).__name__}")
+    "`pattern` as a list of Python ints: floats, bools and strings are errors, NumPy integers are welcome."
+    if type(pattern) in (list, tuple):
+        if _all_ints(pattern): return list(pattern)                                     # fast path
+        return [check_int(x, f"token {i} of {list(pattern)!r}") for i, x in enumerate(pattern)]
+    if isinstance(pattern, (str, bytes)):
+        raise TypeError(f"a pattern is a sequence of token ids, got {type(pattern).__name__}")
     a = np.asarray(pattern)
-    if a.size and (a.ndim != 1 or a.dtype.kind not in "iu"):
-        raise TypeError(f"a pattern is a 1-D sequence of integer token ids, got {pattern!r}")
-    return [int(x) for x in a.ravel()]
+    if a.ndim != 1: raise TypeError(f"a pattern is a 1-D sequence of token ids, got {pattern!r}")
+    if a.size and a.dtype.kind not in "iu":
+        raise ValueError(f"token ids must be integers, got {a.dtype} values such as {a[0]!r}")
+    return a.tolist()
 
-def state(self, pattern) -> State:
+# %% ../nbs/01_fmindex.ipynb #b7f1c3a8
+@patch
+def state(self: FMIndex, pattern) -> State:
     "The state (suffix-array interval) of `pattern`; empty when it does not occur."
     s = self.root
     for t in _as_tokens(pattern):
@@ -298,22 +360,23 @@ def state(self, pattern) -> State:
         if s[1] <= s[0]: return (0, 0)
     return s
 
-def count(self, pattern) -> int:
+@patch
+def count(self: FMIndex, pattern) -> int:
     "Occurrences of `pattern` (a non-empty token sequence), each inside one document."
     p = _as_tokens(pattern)
     if not p: raise ValueError("empty pattern: count needs at least one token")
     lo, hi = self.state(p)
     return max(hi - lo, 0)
 
-def next_tokens(self, prefix) -> dict[int, int]:
+@patch
+def next_tokens(self: FMIndex, prefix) -> dict[int, int]:
     "Every token `t` with `count(prefix + [t]) > 0`, mapped to that count; `[]` gives every token's frequency."
     toks, counts = self.continuations(self.state(prefix))
     return dict(zip(toks.tolist(), counts.tolist()))
 
-FMIndex.state, FMIndex.count, FMIndex.next_tokens = state, count, next_tokens
-
 # %% ../nbs/01_fmindex.ipynb #6db31d32
-def _text_position(self, row: int) -> int:
+@patch
+def _text_position(self: FMIndex, row: int) -> int:
     "SA[row], by walking LF to the nearest sampled row."
     steps, rows, pos = 0, self.sa_rows, self.sa_pos
     as_row = rows.dtype.type                                # search with the array's own dtype: no copy of `rows`
@@ -323,38 +386,40 @@ def _text_position(self, row: int) -> int:
         c = int(self.bwt[row])
         row = int(self.C[c]) + self._rank(c, row); steps += 1
 
-def _positions_and_docs(self, rows) -> tuple[np.ndarray, np.ndarray]:
+@patch
+def _positions_and_docs(self: FMIndex, rows) -> tuple[np.ndarray, np.ndarray]:
     "Text position and document of each row."
     pos = np.array([self._text_position(int(r)) for r in rows], np.int64)
     return pos, np.searchsorted(self.doc_starts, pos, side="right") - 1
 
-def row_docs(self, state: State, limit: int | None = None) -> np.ndarray:
+# %% ../nbs/01_fmindex.ipynb #da2535cf
+@patch
+def row_docs(self: FMIndex, state: State, limit: int | None = None) -> np.ndarray:
     "The document of each row of `state`, in suffix-array order (with repeats); at most `limit` rows."
     lo, hi = int(state[0]), int(state[1])
     if hi <= lo: return np.empty(0, np.int64)
     if (lo, hi) == self.root: raise ValueError("row_docs of the empty prefix: every position would be located")
     return self._positions_and_docs(range(lo, hi if limit is None else min(hi, lo + limit)))[1]
 
-def doc_ids(self, pattern) -> list[int]:
+@patch
+def doc_ids(self: FMIndex, pattern) -> list[int]:
     "Sorted ids of the documents that contain `pattern` (a non-empty token sequence)."
     p = _as_tokens(pattern)
     if not p: raise ValueError("empty pattern: doc_ids needs at least one token")
     return sorted(set(self.row_docs(self.state(p)).tolist()))
 
-def locate(self, pattern) -> list[tuple[int, int]]:
+@patch
+def locate(self: FMIndex, pattern) -> list[tuple[int, int]]:
     "Every occurrence of `pattern` as a sorted list of `(doc, offset)`."
     p = _as_tokens(pattern)
     if not p: raise ValueError("empty pattern: locate needs at least one token")
-    lo, hi = self.state(p)
-    pos, docs = self._positions_and_docs(range(lo, hi))
+    pos, docs = self._positions_and_docs(range(*self.state(p)))
     offsets = self.doc_starts[docs] + self.doc_lengths[docs] - pos - len(p) + 1
     return sorted(zip(docs.tolist(), offsets.tolist()))
 
-FMIndex._text_position, FMIndex._positions_and_docs, FMIndex.row_docs = _text_position, _positions_and_docs, row_docs
-FMIndex.doc_ids, FMIndex.locate = doc_ids, locate
-
 # %% ../nbs/01_fmindex.ipynb #400a3132
-def _enumerate_many(self, spans: Sequence[State]) -> list[tuple[np.ndarray, np.ndarray]]:
+@patch
+def _enumerate_many(self: FMIndex, spans: Sequence[State]) -> list[tuple[np.ndarray, np.ndarray]]:
     "`_enumerate` for many intervals with one sort: each BWT symbol is tagged with its interval's number."
     if len(spans) <= 1: return [self._enumerate(lo, hi) for lo, hi in spans]   # one interval: nothing to share
     sig, n = self._sigma, len(spans)
@@ -370,20 +435,14 @@ def _enumerate_many(self, spans: Sequence[State]) -> list[tuple[np.ndarray, np.n
     keep = sym >= _SHIFT                                        # drop the separator and the sentinel
     if not keep.all(): owner, sym, counts = owner[keep], sym[keep], counts[keep]
     sym -= _SHIFT
+    _frozen(sym, counts)                                        # the slices handed out below are read-only views
     cuts = np.searchsorted(owner, np.arange(n + 1)).tolist()
     return [(sym[a:z], counts[a:z]) for a, z in zip(cuts[:-1], cuts[1:])]
 
-FMIndex._enumerate_many = _enumerate_many
-
-# %% ../nbs/01_fmindex.ipynb #3eb9ad1f
-def extend_many(self, states: Sequence[State], tokens: Sequence[int]) -> list[State]:
-    "Extend each state by its token (one backward-search step each)."
-    if len(states) != len(tokens): raise ValueError(f"extend_many: {len(states)} states but {len(tokens)} tokens")
-    return [self.extend((int(s[0]), int(s[1])), int(t)) for s, t in zip(states, tokens)]
-
-def continuations_many(self, states: Sequence[State]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`continuations` for many states in one call: each distinct state once, single rows read directly, wide states
-    through the cache, and all the narrow uncached ones enumerated together by one sort."""
+# %% ../nbs/01_fmindex.ipynb #511baefb
+@patch
+def continuations_many(self: FMIndex, states: Sequence[State]) -> list[tuple[np.ndarray, np.ndarray]]:
+    "`continuations` for many states in one call (read-only arrays, shared between equal states)."
     res: dict = {}; batch = []
     narrow = min(self.config.cache_min_width, self.config.narrow_width + 1)
     for s in states:
@@ -396,107 +455,138 @@ def continuations_many(self, states: Sequence[State]) -> list[tuple[np.ndarray, 
     res.update(zip(batch, self._enumerate_many(batch)))
     return [res[int(s[0]), int(s[1])] for s in states]
 
-def states(self, prefixes: Iterable[Sequence[int]]) -> list[State]:
+@patch
+def extend_many(self: FMIndex, states: Sequence[State], tokens: Sequence[int]) -> list[State]:
+    "Extend each state by its token (one backward-search step each)."
+    if len(states) != len(tokens): raise ValueError(f"extend_many: {len(states)} states but {len(tokens)} tokens")
+    if isinstance(tokens, np.ndarray): tokens = _as_tokens(tokens)
+    return [self.extend((int(s[0]), int(s[1])), t) for s, t in zip(states, tokens)]
+
+# %% ../nbs/01_fmindex.ipynb #fd4aeae8
+@patch
+def states(self: FMIndex, prefixes: Iterable[Sequence[int]]) -> list[State]:
     "The state of each prefix, reusing the memoised state of its parent prefix when there is one."
     memo, out = self._prefix_states, []
     for p in prefixes:
         key = tuple(p) if type(p) in (list, tuple) else tuple(_as_tokens(p))
+        if not _all_ints(key): key = tuple(_as_tokens(key))          # checked before the memo, where 3.0 would find 3
         s = memo.get(key)
         if s is None:
             parent = memo.get(key[:-1]) if key else None
-            if parent is None or type(key[-1]) is not int: key = tuple(_as_tokens(key))   # validate what is new
             s = self.extend(parent, key[-1]) if parent is not None else self.state(key)
             memo[key] = s
             if len(memo) > self.config.prefix_cache_size: memo.popitem(last=False)
         out.append(s)
     return out
 
-def next_tokens_many(self, prefixes: Iterable[Sequence[int]]) -> list[dict[int, int]]:
+@patch
+def next_tokens_many(self: FMIndex, prefixes: Iterable[Sequence[int]]) -> list[dict[int, int]]:
     "`next_tokens` for many prefixes in one call."
     return [dict(zip(t.tolist(), c.tolist())) for t, c in self.continuations_many(self.states(prefixes))]
 
-def clear_caches(self):
+# %% ../nbs/01_fmindex.ipynb #0c14ecfa
+@patch
+def clear_caches(self: FMIndex):
     "Empty the interval and prefix caches (e.g. before timing)."
     self._cache.clear(); self._prefix_states.clear(); self.cache_hits = self.cache_misses = 0
 
-def warm(self, max_entries: int | None = None) -> int:
+@patch
+def warm(self: FMIndex, max_entries: int | None = None) -> int:
     "Precompute the continuations of the widest one-token prefixes (where decoding spends its time); returns how many."
     toks, counts = self._root
-    order = np.argsort(-counts, kind="stable")
     limit = min(max_entries or self.config.cache_size // 2, self.config.cache_size)
     n = 0
-    for t in toks[order][:limit]:
+    for t in toks[np.argsort(-counts, kind="stable")][:limit]:
         st = self.extend(self.root, int(t))
         if st[1] - st[0] < self.config.cache_min_width: break
         self.continuations(st); n += 1
     return n
 
-FMIndex.extend_many, FMIndex.continuations_many, FMIndex.states = extend_many, continuations_many, states
-FMIndex.next_tokens_many, FMIndex.clear_caches, FMIndex.warm = next_tokens_many, clear_caches, warm
-
-# %% ../nbs/01_fmindex.ipynb #fd4aeae8
-_ARRAYS = ("bwt", "C", "occ", "sa_rows", "sa_pos", "doc_starts", "doc_lengths")
+# %% ../nbs/01_fmindex.ipynb #e55361b3
 _ALIGN = 64
+def _padded(n: int) -> int: return -(-n // _ALIGN) * _ALIGN
 
-def save(self, path) -> Path:
-    "Write the index to `path` atomically (and its config beside it)."
-    path = Path(path)
-    arrs = {k: np.ascontiguousarray(getattr(self, k)) for k in _ARRAYS}
+@patch
+def _file_header(self: FMIndex) -> bytes:
+    "Magic, version, header length and the JSON header (config, meta, where each array lies), padded to `_ALIGN`."
     layout, off = {}, 0
-    for k, a in arrs.items():
+    for k in _ARRAYS:
+        a = getattr(self, k)
         layout[k] = dict(dtype=a.dtype.str, shape=list(a.shape), offset=off, nbytes=int(a.nbytes))
-        off += -(-a.nbytes // _ALIGN) * _ALIGN
+        off += _padded(a.nbytes)
     header = json.dumps(dict(format_version=FORMAT_VERSION, config=config_to_dict(self.config), meta=self.meta,
                              arrays=layout, payload_bytes=off)).encode()
     pre = _MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(header)) + header
-    pre += b"\0" * (-len(pre) % _ALIGN)
-    h = hashlib.sha256()
+    return pre + b"\0" * (-len(pre) % _ALIGN)
+
+# %% ../nbs/01_fmindex.ipynb #a6788bfc
+@patch
+def save(self: FMIndex, path) -> Path:
+    "Write the index to `path` atomically, ending with the SHA-256 of all before it (and its config beside it)."
+    path, h = Path(path), hashlib.sha256()
     with atomic_write(path, "wb") as f:
-        def w(b): h.update(b); f.write(b)
-        w(pre)
-        for k, a in arrs.items():
-            w(memoryview(a.reshape(-1)).cast("B")); w(b"\0" * (-a.nbytes % _ALIGN))
+        def write(b): h.update(b); f.write(b)
+        write(self._file_header())
+        for k in _ARRAYS:
+            a = np.ascontiguousarray(getattr(self, k))
+            write(memoryview(a.reshape(-1)).cast("B")); write(b"\0" * (-a.nbytes % _ALIGN))
         f.write(h.digest())
     save_config(self.config, config_path(path))
     return path
 
-def _load(cls, path, mmap: bool = True, verify: bool = True) -> FMIndex:
+# %% ../nbs/01_fmindex.ipynb #71204804
+_PREFIX = len(_MAGIC) + 12                               # magic, version (uint32), header length (uint64)
+
+def _read_header(f, path: Path, size: int) -> tuple[dict, int]:
+    "The JSON header of an open index file and the offset of its arrays; `IndexFileError` for a foreign, old or damaged file."
+    head = f.read(_PREFIX)
+    if len(head) < _PREFIX or head[:len(_MAGIC)] != _MAGIC:
+        raise IndexFileError(f"{path}: not a gemkr FM-index file (bad magic)")
+    version, hlen = struct.unpack("<IQ", head[len(_MAGIC):])
+    if version != FORMAT_VERSION:
+        raise IndexFileError(f"{path}: index format version {version}, this gemkr reads version {FORMAT_VERSION}; "
+                             "rebuild the index")
+    if hlen > size: raise IndexFileError(f"{path}: truncated or corrupted (header of {hlen} bytes in a {size}-byte file)")
+    try: header = json.loads(f.read(hlen)); payload = int(header["payload_bytes"])
+    except (KeyError, TypeError, ValueError): raise IndexFileError(f"{path}: corrupted header") from None
+    start = _padded(_PREFIX + hlen)
+    if size != start + payload + 32:
+        raise IndexFileError(f"{path}: truncated or corrupted ({size} bytes, expected {start + payload + 32})")
+    return header, start
+
+# %% ../nbs/01_fmindex.ipynb #e9776511
+def _check_sha256(f, path: Path, size: int):
+    "Compare the SHA-256 of the file's body with the 32 bytes that end it (reads the whole file once)."
+    f.seek(0); h = hashlib.sha256(); left = size - 32
+    while left:
+        chunk = f.read(min(left, 1 << 24))
+        if not chunk: raise IndexFileError(f"{path}: truncated while being read")
+        h.update(chunk); left -= len(chunk)
+    if f.read(32) != h.digest(): raise IndexFileError(f"{path}: checksum mismatch: the file is corrupted")
+
+# %% ../nbs/01_fmindex.ipynb #22afbe73
+def _read_array(f, spec: dict, start: int, mmap: bool) -> np.ndarray:
+    "One array of an open index file: a read-only memory map (a plain ndarray view of it), or read into memory."
+    dt, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
+    if mmap: return np.memmap(f, dtype=dt, mode="r", offset=start + spec["offset"], shape=shape).view(np.ndarray)
+    f.seek(start + spec["offset"])
+    return np.fromfile(f, dtype=dt, count=int(np.prod(shape))).reshape(shape)
+
+@patch(cls_method=True)
+def load(cls: FMIndex, path, mmap: bool = True, verify: bool = True) -> FMIndex:
     "Load an index written by `save`; `verify` checks the SHA-256 (reads the whole file once)."
     path = Path(path)
-    if not path.is_file(): raise IndexFileError(f"{path}: no such index file")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(len(_MAGIC) + 12)
-        if len(head) < len(_MAGIC) + 12 or head[:len(_MAGIC)] != _MAGIC:
-            raise IndexFileError(f"{path}: not a gemkr FM-index file (bad magic)")
-        version, hlen = struct.unpack("<IQ", head[len(_MAGIC):])
-        if version != FORMAT_VERSION:
-            raise IndexFileError(f"{path}: index format version {version}, this gemkr reads version {FORMAT_VERSION}; rebuild the index")
-        if hlen > size: raise IndexFileError(f"{path}: truncated or corrupted (header of {hlen} bytes in a {size}-byte file)")
-        try: header = json.loads(f.read(hlen))
-        except (UnicodeDecodeError, json.JSONDecodeError): raise IndexFileError(f"{path}: corrupted header") from None
-        start = len(_MAGIC) + 12 + hlen; start += -start % _ALIGN
-        try: expected = start + int(header["payload_bytes"]) + 32
-        except (KeyError, TypeError, ValueError): raise IndexFileError(f"{path}: corrupted header") from None
-        if size != expected: raise IndexFileError(f"{path}: truncated or corrupted ({size} bytes, expected {expected})")
-        if verify:
-            f.seek(0); h = hashlib.sha256(); left = size - 32
-            while left:
-                chunk = f.read(min(left, 1 << 24)); h.update(chunk); left -= len(chunk)
-            if f.read(32) != h.digest(): raise IndexFileError(f"{path}: checksum mismatch: the file is corrupted")
-    try:
-        config = config_from_dict(FMIndexConfig, header["config"], where=f"{path} header config")
-        arrays = {}
-        for k in _ARRAYS:
-            spec = header["arrays"][k]; dt, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
-            # a plain ndarray view of the memmap: still mapped from the file, without memmap's per-slice overhead
-            if mmap: arrays[k] = np.memmap(path, dtype=dt, mode="r", offset=start + spec["offset"], shape=shape).view(np.ndarray)
-            else: arrays[k] = np.fromfile(path, dtype=dt, count=int(np.prod(shape)), offset=start + spec["offset"]).reshape(shape)
-        return cls(arrays, header["meta"], config)
-    except (KeyError, TypeError, ValueError) as e:
-        raise IndexFileError(f"{path}: corrupted header ({e})") from None
-
-FMIndex.save, FMIndex.load = save, classmethod(_load)
+    try: f = open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise IndexFileError(f"{path}: no such index file") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        header, start = _read_header(f, path, size)
+        if verify: _check_sha256(f, path, size)
+        try:
+            config = config_from_dict(FMIndexConfig, header["config"], where=f"{path} header config")
+            return cls({k: _read_array(f, header["arrays"][k], start, mmap) for k in _ARRAYS}, header["meta"], config)
+        except (KeyError, TypeError, ValueError) as e: raise IndexFileError(f"{path}: corrupted header ({e})") from None
 
 # %% ../nbs/01_fmindex.ipynb #b5c6721a
 class WordTokenizer:
@@ -526,47 +616,61 @@ def encode_kb(tok, texts: Iterable[str]) -> list[list[int]]:
     return [[tok.bos_token_id] + tok.encode(t) + [tok.eos_token_id] for t in texts]
 
 # %% ../nbs/01_fmindex.ipynb #7d2b96cd
-def corpus_fingerprint(docs) -> str:
-    "SHA-256 of a tokenized corpus (document boundaries included)."
-    h = hashlib.sha256()
-    for d in docs: h.update(np.asarray(d, np.int64).tobytes()); h.update(b"|")
-    return h.hexdigest()
+def corpus_fingerprint(docs, vocab_size: int | None = None, config: FMIndexConfig | None = None) -> str:
+    "The fingerprint `FMIndex.build` would record in `meta['fingerprint']` for these docs, vocabulary size and config."
+    flat, lengths, vocab_size = _flatten_docs(docs, vocab_size)
+    return _corpus_key(flat, lengths, vocab_size, config or FMIndexConfig())
 
-def build_or_load(docs, path, vocab_size: int | None = None, config: FMIndexConfig | None = None) -> tuple[FMIndex, bool]:
-    "Load the index at `path` if it was built from the same corpus and config, else build and save it."
-    path, config = Path(path), config or FMIndexConfig()
-    fp = corpus_fingerprint(docs)
-    stamp = path.with_name(path.name + ".corpus.sha256")
-    if path.exists() and stamp.exists() and stamp.read_text().strip() == fp:
-        try:
-            idx = FMIndex.load(path)
-            if idx.config == config and (vocab_size is None or idx.vocab_size == vocab_size): return idx, True
-        except IndexFileError: pass
-    idx = FMIndex.build(docs, vocab_size=vocab_size, config=config)
-    idx.save(path)
-    with atomic_write(stamp, "w") as f: f.write(fp + "\n")
-    return idx, False
+def _load_if_built_from(path: Path, key: str, warn: bool) -> FMIndex | None:
+    "The index at `path` if its header holds fingerprint `key`; None if missing, damaged, old or from other inputs."
+    if not path.exists(): return None
+    try: idx = FMIndex.load(path)
+    except IndexFileError as e:
+        if warn: warnings.warn(f"rebuilding the index: {e}", stacklevel=3)
+        return None
+    return idx if idx.meta.get("fingerprint") == key else None
 
 # %% ../nbs/01_fmindex.ipynb #7765b446
+def build_or_load(docs, path, vocab_size: int | None = None,
+                  config: FMIndexConfig | None = None) -> tuple[FMIndex, bool]:
+    "`(index, reused)`: the index of `docs` at `path`, loaded if its header holds their fingerprint, else built and saved."
+    path, config = Path(path), config or FMIndexConfig()
+    key = corpus_fingerprint(docs, vocab_size, config)
+    if (idx := _load_if_built_from(path, key, warn=False)) is not None: return idx, True
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        if (idx := _load_if_built_from(path, key, warn=True)) is not None: return idx, True   # built while we waited
+        idx = FMIndex.build(docs, vocab_size, config)
+        idx.save(path)
+    return idx, False
+
+# %% ../nbs/01_fmindex.ipynb #2dd9776a
 from fastcore.script import call_parse, Param
 
+def _demo_inputs(kb: str | None, queries: list[str] | None) -> tuple[Path, list[dict], list[str]]:
+    "The KB path, its passages and the queries of `gemkr_demo`; exits with a one-line message on a bad input."
+    queries = queries or ["the moon", "the speed of light", "capital of", "the largest"]
+    for q in queries:
+        if not WordTokenizer.pattern.findall(q.lower()): sys.exit(f"gemkr_demo: --query {q!r} holds no word to look up")
+    kb_path = Path(kb) if kb else assets_dir("mini", "passages.jsonl")
+    try: passages = read_jsonl(kb_path, required=("id", "text"))
+    except (OSError, ValueError) as e: sys.exit(f"gemkr_demo: {e}")
+    return kb_path, passages, queries
+
+# %% ../nbs/01_fmindex.ipynb #70bef09f
 @call_parse
 def fmindex_demo(
-    kb: str = None,                      # passages JSONL (id, title, text); default: data/kb/wiki_sample.jsonl
+    kb: str = None,                      # passages JSONL (id, text); default: GeMKR-Mini's data/mini/passages.jsonl
     query: Param("clue prefixes to ask about: --query \"the moon\" \"capital of\"", str, nargs="*") = None,
 ):
-    "Build (or reuse) the FM-index of the sample knowledge base and answer a few questions."
-    kb_path = Path(kb) if kb else assets_dir("kb", "wiki_sample.jsonl")
-    passages = read_jsonl(kb_path, required=("id", "text"))
+    "Build (or reuse) the FM-index of a knowledge base and answer a few questions."
+    kb_path, passages, queries = _demo_inputs(kb, query)
     tok = WordTokenizer.train(p["text"] for p in passages)
-    docs = encode_kb(tok, (p["text"] for p in passages))
     t0 = time.perf_counter()
+    docs = encode_kb(tok, (p["text"] for p in passages))
     idx, reused = build_or_load(docs, cache_dir("fmindex") / (kb_path.stem + ".fmi"), vocab_size=len(tok))
     print(f"{'loaded' if reused else 'built'} {idx} in {time.perf_counter() - t0:.2f} s")
-    for q in query or ["the moon", "the speed of light", "capital of", "the largest"]:
-        ids = tok.encode(q)
-        nt = sorted(idx.next_tokens(ids).items(), key=lambda kv: -kv[1])
-        docs_q = idx.doc_ids(ids)
-        print(f"\n{q!r}: {idx.count(ids)} occurrences in {len(docs_q)} passages")
+    for q in queries:
+        ids = tok.encode(q); nt = sorted(idx.next_tokens(ids).items(), key=lambda kv: -kv[1]); hits = idx.doc_ids(ids)
+        print(f"\n{q!r}: {idx.count(ids)} occurrences in {len(hits)} passages")
         print("  next tokens:", ", ".join(f"{tok.vocab[t]} ({c})" for t, c in nt[:10]) or "none")
-        print("  passages:   ", ", ".join(passages[d]["id"] for d in docs_q[:5]) + (" ..." if len(docs_q) > 5 else ""))
+        print("  passages:   ", ", ".join(passages[d]["id"] for d in hits[:5]) + (" ..." if len(hits) > 5 else ""))
