@@ -82,6 +82,7 @@ def _not_a_clue(index: FMIndex, clue: list[int], eos: int, max_clue_len: int) ->
     if index.count(clue) == 0: return f"{len(clue)} tokens that do not occur in the knowledge base"
     return None
 
+# %% ../nbs/02_constrained_decoding.ipynb #d546df5e
 class _FirstStepGuard:
     "On each generation's first call, check that the rows after `prompt_length` are clues, not the prompt."
     def __init__(self, index, eos, max_clue_len, prompt_length, who):
@@ -111,7 +112,7 @@ def _mask_scores(scores: torch.FloatTensor, allowed: list[np.ndarray]) -> torch.
     if not allowed: return scores.clone()
     if all(a is allowed[0] for a in allowed):             # one set for every row (the first step): a row mask
         keep = torch.zeros(V, dtype=torch.bool, device=dev)
-        keep[torch.from_numpy(allowed[0].astype(np.int64, copy=False)).to(dev)] = True
+        keep[torch.tensor(allowed[0], dtype=torch.long, device=dev)] = True   # copied: arrays may be read-only
         return scores.masked_fill(~keep, IMPOSSIBLE)
     offsets = np.repeat(np.arange(0, len(allowed) * V, V), [len(a) for a in allowed])
     flat = torch.from_numpy(np.concatenate(allowed).astype(np.int64, copy=False) + offsets).to(dev)
@@ -328,6 +329,7 @@ def _prefill(model, input_ids, inputs_embeds, attention_mask, n: int) -> tuple[t
     rep = lambda v: v.repeat_interleave(n, 0)
     return rep(out.logits[:, -1].float()), _ModelState(out.cache, rep(am), rep(pos[:, -1]))
 
+# %% ../nbs/02_constrained_decoding.ipynb #00253b45
 def _advance(model, m: _ModelState, rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     "Reorder the cache to the beams' source `rows`, feed each beam its new token; the next (B*N, V) logits."
     m.cache.reorder_cache(rows)
@@ -457,6 +459,7 @@ def _rank_aggregate(index: FMIndex, clues: Sequence[Clue], max_count: int,
             scores[d] += w; first_seen.setdefault(d, len(first_seen))
     return sorted(scores.items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))
 
+# %% ../nbs/02_constrained_decoding.ipynb #e84a5906
 def rank_documents(index: FMIndex, clues: Sequence[Clue], mode: str = "first", max_count: int = 200,
                    smoothing: float = 5.0) -> list[tuple[int, float]]:
     "Deduplicated `(doc_id, score)` pairs, best first, from one query's clues (`first`, `unique`, `aggregate`)."
