@@ -4,105 +4,178 @@
 
 # %% ../nbs/02_constrained_decoding.ipynb #a5e93fbb
 from __future__ import annotations
-import collections, inspect, math, time
+import collections, dataclasses, inspect, math, time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 import numpy as np
 import torch
+from fastcore.basics import patch
 from transformers import LogitsProcessor
+from .core import check_float, check_int
 from .fmindex import FMIndex
 
 # %% auto #0
-__all__ = ['RANK_MODES', 'allowed_next_tokens', 'FMIndexLogitsProcessor', 'fm_prefix_allowed_tokens_fn', 'DecodingConfig',
-           'BeamSearchOutput', 'diverse_beam_search', 'Clue', 'clues_from_beams', 'rank_documents', 'Retrieval',
-           'check_vocab', 'retrieve']
+__all__ = ['IMPOSSIBLE', 'RANK_MODES', 'check_vocab', 'allowed_next_tokens', 'FMIndexLogitsProcessor',
+           'fm_prefix_allowed_tokens_fn', 'DecodingConfig', 'BeamState', 'BeamSearchOutput', 'diverse_beam_search',
+           'Clue', 'clues_from_beams', 'rank_documents', 'Retrieval', 'retrieve']
 
 # %% ../nbs/02_constrained_decoding.ipynb #2c8ca9f2
-def _check_special_ids(eos_token_id, pad_token_id, max_clue_len):
-    if eos_token_id is None: raise ValueError("eos_token_id is required: clues end with EOS")
-    if pad_token_id is None: raise ValueError("pad_token_id is required: finished beams are padded")
-    for name, v in (("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
-        if not isinstance(v, (int, np.integer)) or v < 0: raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
-    if not isinstance(max_clue_len, (int, np.integer)) or max_clue_len < 1:
-        raise ValueError(f"max_clue_len must be at least 1, got {max_clue_len!r}")
+IMPOSSIBLE = float("-inf")   # the score of a token, beam or hypothesis that may not be chosen: log 0
+
+def _check_special_ids(eos_token_id, pad_token_id, max_clue_len, owner: str = ""):
+    "Validate the constraint's settings; `owner` prefixes the field names in errors (e.g. `DecodingConfig.`)."
+    if eos_token_id is None: raise ValueError(f"{owner}eos_token_id is required: clues end with EOS")
+    if pad_token_id is None: raise ValueError(f"{owner}pad_token_id is required: finished beams are padded")
+    check_int(eos_token_id, f"{owner}eos_token_id", min=0)
+    check_int(pad_token_id, f"{owner}pad_token_id", min=0)
+    check_int(max_clue_len, f"{owner}max_clue_len", min=1)
 
 def _check_index(index):
     if not isinstance(index, FMIndex): raise TypeError(f"expected an FMIndex, got {type(index).__name__}")
-    if len(index) == 0 or index.n_docs == 0: raise ValueError("the FM-index is empty: nothing to constrain decoding to")
+    if len(index) == 0 or index.n_docs == 0:
+        raise ValueError("the FM-index is empty: nothing to constrain decoding to")
 
+# %% ../nbs/02_constrained_decoding.ipynb #57abbac1
+def check_vocab(index: FMIndex, vocab_size: int, what: str = "model"):
+    "Raise if the index holds token ids the model (or tokenizer) cannot produce."
+    _check_index(index)
+    if index.vocab_size > vocab_size:
+        raise ValueError(f"tokenizer/index vocabulary mismatch: the index has {index.vocab_size} token ids, "
+                         f"the {what} {vocab_size}")
+
+def _check_token_ids(eos_token_id: int, pad_token_id: int, vocab_size: int, owner: str = ""):
+    "EOS and the pad must be tokens of the model's vocabulary."
+    for name, v in (("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
+        if v >= vocab_size:
+            raise ValueError(f"{owner}{name}={v} is outside the model's vocabulary of {vocab_size} token ids")
+
+# %% ../nbs/02_constrained_decoding.ipynb #50a8ee89
 def _fixed_rule(clue: list[int], eos: int, pad: int, max_clue_len: int) -> np.ndarray | None:
     "The allowed tokens when the index need not be asked (finished or full clue), else None."
     if eos in clue: return np.array([pad])
     if len(clue) >= max_clue_len: return np.array([eos])
     return None
 
+def _without(toks: np.ndarray, token: int) -> np.ndarray:
+    "`toks` (sorted) without `token`."
+    i = np.searchsorted(toks, token)
+    return np.delete(toks, i) if i < len(toks) and toks[i] == token else toks
+
 def _from_index(toks: np.ndarray, clue: list[int], eos: int) -> np.ndarray:
     "The index's continuations under the EOS rules: never first, and the only way out of a dead end."
     if not clue: return _without(toks, eos)
     return toks if len(toks) else np.array([eos])
 
-def allowed_next_tokens(index: FMIndex, clue: Sequence[int], eos_token_id: int, pad_token_id: int, max_clue_len: int) -> np.ndarray:
+def allowed_next_tokens(index: FMIndex, clue: Sequence[int], eos_token_id: int, pad_token_id: int,
+                        max_clue_len: int) -> np.ndarray:
     "The tokens a beam whose generated ids are `clue` may emit next (the rule above, for one beam)."
     clue = [int(t) for t in clue]
     fixed = _fixed_rule(clue, eos_token_id, pad_token_id, max_clue_len)
     if fixed is not None: return fixed
     return _from_index(index.continuations(index.state(clue))[0], clue, eos_token_id)
 
-def _without(toks: np.ndarray, token: int) -> np.ndarray:
-    "`toks` (sorted) without `token`."
-    i = np.searchsorted(toks, token)
-    return np.delete(toks, i) if i < len(toks) and toks[i] == token else toks
+# %% ../nbs/02_constrained_decoding.ipynb #33e055d0
+def _not_a_clue(index: FMIndex, clue: list[int], eos: int, max_clue_len: int) -> str | None:
+    "Why `clue` (a row's tokens after the prompt) cannot have been produced by the constraint, or None."
+    if eos in clue or not clue: return None
+    if len(clue) > max_clue_len: return f"{len(clue)} tokens without EOS, more than max_clue_len={max_clue_len}"
+    if index.count(clue) == 0: return f"{len(clue)} tokens that do not occur in the knowledge base"
+    return None
 
-# %% ../nbs/02_constrained_decoding.ipynb #57abbac1
+# %% ../nbs/02_constrained_decoding.ipynb #d546df5e
+class _FirstStepGuard:
+    "On each generation's first call, check that the rows after `prompt_length` are clues, not the prompt."
+    def __init__(self, index, eos, max_clue_len, prompt_length, who):
+        self.index, self.eos, self.max_clue_len = index, eos, max_clue_len
+        self.prompt_length, self.who = prompt_length, who
+        self.width = None                                    # the row width of the last call
+
+    def __call__(self, width: int, clues):
+        "`clues()` gives the rows' tokens after the prompt (only called on a first step)."
+        if width < self.prompt_length:
+            raise ValueError(f"{self.who}: rows of {width} tokens, fewer than "
+                             f"prompt_length={self.prompt_length}")
+        first, self.width = self.width is None or width not in (self.width, self.width + 1), width
+        if not first: return
+        for i, c in enumerate(clues()):
+            why = _not_a_clue(self.index, c, self.eos, self.max_clue_len)
+            if why: raise ValueError(
+                f"{self.who}: at the first step, row {i} holds {why} after prompt_length="
+                f"{self.prompt_length}: the prompt is read as the clue. The constraint must see only generated "
+                "tokens: with generate(input_ids=...), pass prompt_length=input_ids.shape[1]; with "
+                "inputs_embeds, prompt_length=0")
+
+# %% ../nbs/02_constrained_decoding.ipynb #9cecabb2
+def _mask_scores(scores: torch.FloatTensor, allowed: list[np.ndarray]) -> torch.FloatTensor:
+    "`scores` (rows, V) with IMPOSSIBLE everywhere but each row's allowed tokens."
+    V, dev = scores.shape[-1], scores.device
+    if not allowed: return scores.clone()
+    if all(a is allowed[0] for a in allowed):             # one set for every row (the first step): a row mask
+        keep = torch.zeros(V, dtype=torch.bool, device=dev)
+        keep[torch.tensor(allowed[0], dtype=torch.long, device=dev)] = True   # copied: arrays may be read-only
+        return scores.masked_fill(~keep, IMPOSSIBLE)
+    offsets = np.repeat(np.arange(0, len(allowed) * V, V), [len(a) for a in allowed])
+    flat = torch.from_numpy(np.concatenate(allowed).astype(np.int64, copy=False) + offsets).to(dev)
+    out = torch.full(scores.shape, IMPOSSIBLE, dtype=scores.dtype, device=dev)
+    out.view(-1)[flat] = scores.reshape(-1)[flat]         # row * V + token: one gather and one scatter, 1-D
+    return out
+
+# %% ../nbs/02_constrained_decoding.ipynb #59ddfc87
 class FMIndexLogitsProcessor(LogitsProcessor):
-    "Masks every token that would take a beam's clue outside the knowledge base (one batched index call per step)."
-    def __init__(self, index: FMIndex, eos_token_id: int, pad_token_id: int, max_clue_len: int = 9, prompt_length: int = 0):
+    "Masks every token that would take a beam's clue outside the KB (one batched index call per step)."
+    def __init__(self, index: FMIndex, eos_token_id: int, pad_token_id: int, max_clue_len: int = 9, *,
+                 prompt_length: int):
         _check_index(index); _check_special_ids(eos_token_id, pad_token_id, max_clue_len)
-        if not isinstance(prompt_length, (int, np.integer)) or prompt_length < 0:
-            raise ValueError(f"prompt_length must be a non-negative integer, got {prompt_length!r}")
         self.index, self.eos, self.pad = index, int(eos_token_id), int(pad_token_id)
-        self.max_clue_len, self.prompt_length = int(max_clue_len), int(prompt_length)
+        self.max_clue_len = int(max_clue_len)
+        self.prompt_length = check_int(prompt_length, "prompt_length", min=0)
         self.index_seconds = 0.0     # time spent in the index, for benchmarks
-
-    def allowed(self, input_ids: torch.LongTensor) -> list[np.ndarray]:
-        "Allowed next tokens for every row of `input_ids` (prompt included)."
-        t0 = time.perf_counter()
-        clues = input_ids[:, self.prompt_length:].tolist()
-        out = [_fixed_rule(c, self.eos, self.pad, self.max_clue_len) for c in clues]
-        open_rows = [i for i, o in enumerate(out) if o is None]
-        conts = self.index.continuations_many(self.index.states([clues[i] for i in open_rows]))
-        first = None                                           # the (shared) first-step set, computed once
-        for i, (toks, _) in zip(open_rows, conts):
-            if clues[i]: out[i] = _from_index(toks, clues[i], self.eos)
-            else: out[i] = first = _from_index(toks, [], self.eos) if first is None else first
-        self.index_seconds += time.perf_counter() - t0
-        return out
+        self._guard = _FirstStepGuard(index, self.eos, self.max_clue_len, self.prompt_length,
+                                      "FMIndexLogitsProcessor")
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.index.vocab_size > scores.shape[-1]:
-            raise ValueError(f"tokenizer/index vocabulary mismatch: the index has {self.index.vocab_size} token ids "
-                             f"but the model scores only {scores.shape[-1]}")
-        allowed = self.allowed(input_ids)
         V = scores.shape[-1]
-        if all(a is allowed[0] for a in allowed):             # one set for every row (the first step): a row mask
-            keep = torch.zeros(V, dtype=torch.bool, device=scores.device)
-            keep[torch.from_numpy(allowed[0].astype(np.int64, copy=False)).to(scores.device)] = True
-            return scores.masked_fill(~keep, float("-inf"))
-        flat = np.concatenate(allowed).astype(np.int64, copy=False) + np.repeat(np.arange(0, len(allowed) * V, V), [len(a) for a in allowed])
-        flat = torch.from_numpy(flat).to(scores.device)       # row * V + token: one gather and one scatter, 1-D
-        out = torch.full(scores.shape, float("-inf"), dtype=scores.dtype, device=scores.device)
-        out.view(-1)[flat] = scores.reshape(-1)[flat]
-        return out
+        check_vocab(self.index, V); _check_token_ids(self.eos, self.pad, V)
+        if bool(torch.isnan(scores).any()):
+            raise ValueError("FMIndexLogitsProcessor: the scores hold NaN (a broken model or an earlier "
+                             "processor)")
+        self._guard(input_ids.shape[1], lambda: input_ids[:, self.prompt_length:].tolist())
+        return _mask_scores(scores, self.allowed(input_ids))
 
-# %% ../nbs/02_constrained_decoding.ipynb #1bdeb388
-def fm_prefix_allowed_tokens_fn(index: FMIndex, eos_token_id: int, pad_token_id: int, max_clue_len: int = 9, prompt_length: int = 0):
-    "A `prefix_allowed_tokens_fn(batch_id, input_ids) -> list[int]` applying the FM-index constraint to one beam."
+# %% ../nbs/02_constrained_decoding.ipynb #bf81b485
+@patch
+def allowed(self: FMIndexLogitsProcessor, input_ids: torch.LongTensor) -> list[np.ndarray]:
+    "Allowed next tokens for every row of `input_ids` (prompt included)."
+    t0 = time.perf_counter()
+    clues = input_ids[:, self.prompt_length:].tolist()
+    out = [_fixed_rule(c, self.eos, self.pad, self.max_clue_len) for c in clues]
+    open_rows = [i for i, o in enumerate(out) if o is None]
+    conts = self.index.continuations_many(self.index.states([clues[i] for i in open_rows]))
+    first = None                                           # the (shared) first-step set, computed once
+    for i, (toks, _) in zip(open_rows, conts):
+        if clues[i]: out[i] = _from_index(toks, clues[i], self.eos)
+        else: out[i] = first = _from_index(toks, [], self.eos) if first is None else first
+    self.index_seconds += time.perf_counter() - t0
+    return out
+
+# %% ../nbs/02_constrained_decoding.ipynb #34701f3d
+def fm_prefix_allowed_tokens_fn(index: FMIndex, eos_token_id: int, pad_token_id: int, max_clue_len: int = 9,
+                                *, prompt_length: int, vocab_size: int):
+    "A `prefix_allowed_tokens_fn(batch_id, input_ids) -> list[int]`: the FM-index constraint for one beam."
     _check_index(index); _check_special_ids(eos_token_id, pad_token_id, max_clue_len)
+    check_int(prompt_length, "prompt_length", min=0)
+    check_vocab(index, check_int(vocab_size, "vocab_size", min=1))
+    _check_token_ids(eos_token_id, pad_token_id, vocab_size)
+    guard = _FirstStepGuard(index, eos_token_id, max_clue_len, prompt_length, "fm_prefix_allowed_tokens_fn")
     def fn(batch_id: int, input_ids: torch.Tensor) -> list[int]:
-        return allowed_next_tokens(index, input_ids[prompt_length:].tolist(), eos_token_id, pad_token_id, max_clue_len).tolist()
+        guard(len(input_ids), lambda: [input_ids[prompt_length:].tolist()])
+        clue = input_ids[prompt_length:].tolist()
+        return allowed_next_tokens(index, clue, eos_token_id, pad_token_id, max_clue_len).tolist()
     return fn
 
 # %% ../nbs/02_constrained_decoding.ipynb #bdae92af
+RANK_MODES = ("first", "unique", "aggregate")
+
 @dataclass(frozen=True)
 class DecodingConfig:
     "GeMKR's decoding preset (official `eval.py`)."
@@ -119,176 +192,256 @@ class DecodingConfig:
     aggregate_smoothing: float = 5.0 # aggregate: rarity = log((N + s) / (count + s)), SEAL's smoothing
 
     def __post_init__(self):
-        _check_special_ids(self.eos_token_id, self.pad_token_id, self.max_clue_len)
+        _check_special_ids(self.eos_token_id, self.pad_token_id, self.max_clue_len, "DecodingConfig.")
         for f in ("num_beams", "num_beam_groups", "num_return_sequences", "aggregate_max_count"):
-            v = getattr(self, f)
-            if not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f"DecodingConfig.{f} must be a positive integer, got {v!r}")
+            check_int(getattr(self, f), f"DecodingConfig.{f}", min=1)
+        check_float(self.diversity_penalty, "DecodingConfig.diversity_penalty", min=0)
+        check_float(self.length_penalty, "DecodingConfig.length_penalty")
+        check_float(self.aggregate_smoothing, "DecodingConfig.aggregate_smoothing", min=0)
         if self.num_beams % self.num_beam_groups:
-            raise ValueError(f"num_beams ({self.num_beams}) must be a multiple of num_beam_groups ({self.num_beam_groups})")
+            raise ValueError(f"num_beams ({self.num_beams}) must be a multiple of num_beam_groups "
+                             f"({self.num_beam_groups})")
         if self.num_return_sequences > self.num_beams:
-            raise ValueError(f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams ({self.num_beams})")
-        if self.diversity_penalty < 0: raise ValueError("diversity_penalty must be >= 0")
-        if self.rank_mode not in RANK_MODES: raise ValueError(f"rank_mode must be one of {RANK_MODES}, got {self.rank_mode!r}")
-
-RANK_MODES = ("first", "unique", "aggregate")
+            raise ValueError(f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams "
+                             f"({self.num_beams})")
+        if self.rank_mode not in RANK_MODES:
+            raise ValueError(f"rank_mode must be one of {RANK_MODES}, got {self.rank_mode!r}")
 
 # %% ../nbs/02_constrained_decoding.ipynb #3c9ef84a
-def _continuing(top_lp, tok, eos, last_step, g):
-    "Which of the 2g candidates finish (EOS or the length limit), their scores as running beams, and the g that continue."
-    hits = (tok == eos) | last_step
-    running_lp = top_lp + hits.float() * -1e9
-    return hits, running_lp, torch.topk(running_lp, g)[1]
+@dataclass
+class BeamState:
+    "Where a diverse beam search stands: B queries x G groups x g beams, T generated positions."
+    run_seq: torch.Tensor     # (B, G, g, T) running beams' generated ids, pad after `step`
+    run_score: torch.Tensor   # (B, G, g) their summed log-probabilities, best first
+    fin_seq: torch.Tensor     # (B, G, g, T) the best finished hypotheses so far
+    fin_score: torch.Tensor   # (B, G, g) their length-penalised scores, IMPOSSIBLE in an empty slot
+    fin_done: torch.Tensor    # (B, G, g) whether the slot holds a finished hypothesis
+    improvable: torch.Tensor  # (B, G, 1) transformers' early-stop test: can a running beam still win?
+    step: int = 0             # tokens generated so far
 
-def _group_step(top_lp, top_idx, V, run_seq, fin_seq, fin_score, fin_done, g, cur_len, max_new_tokens, eos, length_penalty, early_ok):
-    """One beam-search step given each row's 2g best candidates (`top_lp`, `top_idx`: (R, 2g), best first, indices into
-    the row's g*V scores). A row is one group of one query: run_seq (R, g, T), fin_* (R, g, ...), early_ok (R, 1)."""
-    src, tok = top_idx // V, top_idx % V
-    cand = torch.take_along_dim(run_seq, src[..., None], 1).clone(); cand[:, :, cur_len] = tok
-    hits, running_lp, keep = _continuing(top_lp, tok, eos, cur_len + 1 >= max_new_tokens, g)
-    new_seq = torch.take_along_dim(cand, keep[..., None], 1)
-    new_score = torch.take_along_dim(running_lp, keep, 1)
-    new_src = torch.take_along_dim(src, keep, 1)
-    # finished beams: only the top g candidates may finish; keep the best g finished overall
-    just = hits & (torch.arange(2 * g, device=hits.device) < g)[None]
-    fscore = top_lp / ((cur_len + 1) ** length_penalty) + (~early_ok).float() * -1e9 + (~just).float() * -1e9
-    m_seq, m_score = torch.cat([fin_seq, cand], 1), torch.cat([fin_score, fscore], 1)
-    m_done = torch.cat([fin_done, just], 1)
-    best = torch.topk(m_score, g)[1]
-    return (new_seq, new_score, new_src, torch.take_along_dim(m_seq, best[..., None], 1),
-            torch.take_along_dim(m_score, best, 1), torch.take_along_dim(m_done, best, 1))
-
-def _diverse_candidates(acc, V, g, penalty, eos, last_step):
-    """Each group's 2g best candidates under Hamming diversity. acc: (B, G, g*V) accumulated scores without the penalty.
-    Group k loses `penalty` per time a token was taken at this step by the continuing beams of groups 0..k-1. The
-    penalty only lowers the at most (G-1)*g tokens those beams took, each in g rows, so a group's 2g best after it
-    are among its 2g + (G-1)*g*g best before it: one top-k for all groups, then a small loop over those candidates."""
-    B, G, _ = acc.shape
-    if G == 1 or penalty == 0: return torch.topk(acc, 2 * g)
-    cand_v, cand_i = torch.topk(acc, min(acc.shape[-1], 2 * g + (G - 1) * g * g))
-    cand_t = cand_i % V
-    picked = torch.zeros(B, V, device=acc.device)
-    top_lp, top_idx = torch.empty_like(cand_v[..., :2 * g]), torch.empty_like(cand_i[..., :2 * g])
-    for k in range(G):
-        v, j = torch.topk(cand_v[:, k] - penalty * picked.gather(1, cand_t[:, k]), 2 * g)
-        top_lp[:, k], top_idx[:, k] = v, torch.take_along_dim(cand_i[:, k], j, 1)
-        tok = torch.take_along_dim(cand_t[:, k], j, 1)
-        hits, _, keep = _continuing(v, tok, eos, last_step, g)   # the beams _group_step will keep running
-        picked.scatter_add_(1, torch.take_along_dim(tok, keep, 1), (~torch.take_along_dim(hits, keep, 1)).float())
-    return top_lp, top_idx
+    @classmethod
+    def start(cls, B: int, G: int, g: int, T: int, pad: int, device) -> BeamState:
+        "Every group at the prompt, with one live beam."
+        seq = torch.full((B, G, g, T), pad, dtype=torch.long, device=device)
+        score = torch.zeros(B, G, g, device=device); score[..., 1:] = IMPOSSIBLE
+        return cls(seq, score, seq.clone(), torch.full((B, G, g), IMPOSSIBLE, device=device),
+                   torch.zeros(B, G, g, dtype=torch.bool, device=device),
+                   torch.ones(B, G, 1, dtype=torch.bool, device=device))
 
 # %% ../nbs/02_constrained_decoding.ipynb #a94e9839
+class _Candidates(NamedTuple):
+    "Each group's 2g best continuations, best first: (B, G, 2g) each."
+    score: torch.Tensor   # accumulated log-probability, diversity penalty included
+    beam: torch.Tensor    # which of the group's g running beams it extends
+    token: torch.Tensor   # the token it appends
+
+def _continuing(score, token, eos: int, last_step: bool, g: int):
+    "Which of the 2g candidates finish (EOS or last step), their scores as running beams, the g that go on."
+    hits = (token == eos) | last_step
+    running = score.masked_fill(hits, IMPOSSIBLE)
+    return hits, running, torch.topk(running, g)[1]
+
+# %% ../nbs/02_constrained_decoding.ipynb #2b0a76f2
+def _diverse_candidates(acc: torch.Tensor, V: int, g: int, penalty: float, eos: int,
+                        last_step: bool) -> _Candidates:
+    "Each group's 2g best candidates under Hamming diversity; `acc` (B, G, g*V): summed scores, no penalty."
+    B, G, _ = acc.shape
+    if G == 1 or penalty == 0:
+        score, idx = torch.topk(acc, 2 * g)                                    # (B, G, 2g)
+        return _Candidates(score, idx // V, idx % V)
+    cand_v, cand_i = torch.topk(acc, min(acc.shape[-1], 2 * g + (G - 1) * g * g))   # (B, G, K)
+    cand_t = cand_i % V
+    picked = torch.zeros(B, V, device=acc.device)                    # (B, V) times taken at this step
+    score, idx = torch.empty_like(cand_v[..., :2 * g]), torch.empty_like(cand_i[..., :2 * g])   # (B, G, 2g)
+    for k in range(G):
+        v, j = torch.topk(cand_v[:, k] - penalty * picked.gather(1, cand_t[:, k]), 2 * g)      # (B, 2g)
+        score[:, k], idx[:, k] = v, torch.take_along_dim(cand_i[:, k], j, 1)
+        tok = torch.take_along_dim(cand_t[:, k], j, 1)
+        hits, _, keep = _continuing(v, tok, eos, last_step, g)      # the beams that will keep running
+        going_on = (~torch.take_along_dim(hits, keep, 1)).float()
+        picked.scatter_add_(1, torch.take_along_dim(tok, keep, 1), going_on)
+    return _Candidates(score, idx // V, idx % V)
+
+# %% ../nbs/02_constrained_decoding.ipynb #126aed50
+def _update_finished(s: BeamState, seq: torch.Tensor, score: torch.Tensor, hits: torch.Tensor,
+                     length_penalty: float):
+    "Merge this step's finishing candidates (seq (B, G, 2g, T), score (B, G, 2g)) into the pool; keep g."
+    g = s.run_score.shape[-1]
+    just = hits & (torch.arange(2 * g, device=hits.device) < g)     # only the top g candidates may finish
+    fscore = (score / (s.step + 1) ** length_penalty).masked_fill(~(just & s.improvable), IMPOSSIBLE)
+    m_seq, m_score = torch.cat([s.fin_seq, seq], 2), torch.cat([s.fin_score, fscore], 2)    # (B, G, 3g, ...)
+    m_done = torch.cat([s.fin_done, just], 2)
+    best = torch.topk(m_score, g)[1]                                          # (B, G, g)
+    return (torch.take_along_dim(m_seq, best[..., None], 2), torch.take_along_dim(m_score, best, 2),
+            torch.take_along_dim(m_done, best, 2))
+
+# %% ../nbs/02_constrained_decoding.ipynb #adc422db
+def _group_step(s: BeamState, c: _Candidates, last_step: bool, eos: int, length_penalty: float):
+    "One beam-search step of every group; the new state and each running beam's source beam (B, G, g)."
+    g, t = s.run_score.shape[-1], s.step
+    seq = torch.take_along_dim(s.run_seq, c.beam[..., None], 2).clone()     # (B, G, 2g, T)
+    seq[..., t] = c.token
+    hits, running, keep = _continuing(c.score, c.token, eos, last_step, g)
+    fin_seq, fin_score, fin_done = _update_finished(s, seq, c.score, hits, length_penalty)
+    s = dataclasses.replace(s, run_seq=torch.take_along_dim(seq, keep[..., None], 2),       # (B, G, g, T)
+                            run_score=torch.take_along_dim(running, keep, 2), fin_seq=fin_seq,
+                            fin_score=fin_score, fin_done=fin_done, step=t + 1)
+    return s, torch.take_along_dim(c.beam, keep, 2)
+
+# %% ../nbs/02_constrained_decoding.ipynb #5bccc136
+def _still_improvable(s: BeamState, length_penalty: float) -> torch.Tensor:
+    "The new (B, G, 1) early-stopping flag after a step."
+    best_run = s.run_score[..., :1] / (s.step ** length_penalty)                             # (B, G, 1)
+    worst_fin = torch.where(s.fin_done, s.fin_score.min(-1, keepdim=True)[0], IMPOSSIBLE)    # (B, G, g)
+    return s.improvable & (best_run > worst_fin).any(-1, keepdim=True)
+
+def _search_step(s: BeamState, logp: torch.Tensor, cfg: DecodingConfig, last_step: bool, early_stop: bool):
+    "Advance the search by one token given the (B*N, V) log-probabilities; the state and the source rows."
+    B, G, g = s.run_score.shape; V = logp.shape[-1]
+    acc = (logp.view(B, G, g, V) + s.run_score[..., None]).view(B, G, g * V)             # (B, G, g*V)
+    c = _diverse_candidates(acc, V, g, cfg.diversity_penalty, cfg.eos_token_id, last_step)
+    s, src = _group_step(s, c, last_step, cfg.eos_token_id, cfg.length_penalty)           # src: (B, G, g)
+    if early_stop: s.improvable = _still_improvable(s, cfg.length_penalty)
+    group, query = torch.arange(G, device=src.device), torch.arange(B, device=src.device)
+    rows = src + g * group[:, None] + G * g * query[:, None, None]     # (B, G, g): rows of the flat (B*N) batch
+    return s, rows.view(-1)
+
+# %% ../nbs/02_constrained_decoding.ipynb #b053f24c
+@dataclass
+class _ModelState:
+    "The model's side of the search, one row per beam (B*N rows)."
+    cache: object            # the KV cache
+    mask: torch.Tensor       # (B*N, P + t) attention mask
+    last_pos: torch.Tensor   # (B*N,) position of each row's last token
+
+def _prefill(model, input_ids, inputs_embeds, attention_mask, n: int) -> tuple[torch.Tensor, _ModelState]:
+    "Run each query's prompt once and copy its cache to its n beams; returns the (B*n, V) next-token logits."
+    x = input_ids if input_ids is not None else inputs_embeds
+    B, P = x.shape[:2]
+    am = torch.ones(B, P, dtype=torch.long) if attention_mask is None else attention_mask.long()
+    am = am.to(x.device)
+    pos = (am.cumsum(-1) - 1).clamp(min=0)
+    takes_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+    last_only = dict(logits_to_keep=1) if takes_keep else {}
+    out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=am, position_ids=pos,
+                use_cache=True, **last_only)
+    out.cache.batch_repeat_interleave(n)
+    rep = lambda v: v.repeat_interleave(n, 0)
+    return rep(out.logits[:, -1].float()), _ModelState(out.cache, rep(am), rep(pos[:, -1]))
+
+# %% ../nbs/02_constrained_decoding.ipynb #00253b45
+def _advance(model, m: _ModelState, rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    "Reorder the cache to the beams' source `rows`, feed each beam its new token; the next (B*N, V) logits."
+    m.cache.reorder_cache(rows)
+    m.mask = torch.cat([m.mask[rows], m.mask.new_ones(len(rows), 1)], 1)
+    m.last_pos = m.last_pos[rows] + 1
+    out = model(input_ids=tokens[:, None], attention_mask=m.mask, position_ids=m.last_pos[:, None],
+                cache=m.cache, use_cache=True)
+    m.cache = out.cache
+    return out.logits[:, -1].float()
+
+# %% ../nbs/02_constrained_decoding.ipynb #486bbccb
+def _check_batch(input_ids, inputs_embeds, attention_mask):
+    "At least one query, a non-empty prompt, no query that is all padding."
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids or inputs_embeds")
+    x, name = (input_ids, "input_ids") if input_ids is not None else (inputs_embeds, "inputs_embeds")
+    if x.shape[0] == 0: raise ValueError(f"empty batch: {name} has shape {tuple(x.shape)}")
+    if x.shape[1] == 0: raise ValueError(f"empty prompt: {name} has shape {tuple(x.shape)}")
+    if attention_mask is None: return
+    if tuple(attention_mask.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, {name} {tuple(x.shape[:2])}")
+    empty = (attention_mask == 0).all(-1).nonzero().ravel().tolist()
+    if empty: raise ValueError(f"empty prompt: the attention_mask of queries {empty} is all padding")
+
+def _log_probs(logits: torch.Tensor, n: int, step: int) -> torch.Tensor:
+    "Next-token log-probabilities of the (B*n, V) logits; NaN is an error, not n NaN-scored clues."
+    logp = logits.log_softmax(-1)
+    bad = torch.isnan(logp).any(-1)
+    if bool(bad.any()):
+        queries = sorted(set((bad.nonzero().ravel() // n).tolist()))
+        raise ValueError(f"the model returned NaN (or +inf) logits at step {step} for queries {queries}: "
+                         "check its weights, dtype and inputs")
+    return logp
+
+# %% ../nbs/02_constrained_decoding.ipynb #b399b831
 @dataclass
 class BeamSearchOutput:
     "Finished hypotheses, best first: `sequences` (B, R, T) generated ids (EOS then `pad`), `scores` (B, R)."
     sequences: torch.LongTensor
     scores: torch.FloatTensor
-    steps: int = 0
-    model_seconds: float = 0.0
-    index_seconds: float = 0.0
 
-def _expand(x, n): return None if x is None else x.repeat_interleave(n, 0)
+def _best_finished(s: BeamState, R: int) -> BeamSearchOutput:
+    "The R best finished hypotheses of each query, over all its groups."
+    B, G, g, T = s.fin_seq.shape
+    score = s.fin_score.view(B, G * g)
+    order = torch.argsort(score, dim=-1, descending=True, stable=True)[:, :R]                # (B, R)
+    return BeamSearchOutput(torch.take_along_dim(s.fin_seq.view(B, G * g, T), order[..., None], 1),
+                            torch.take_along_dim(score, order, 1))
 
+# %% ../nbs/02_constrained_decoding.ipynb #651c8fd4
 @torch.no_grad()
-def diverse_beam_search(model, input_ids=None, inputs_embeds=None, attention_mask=None, cfg: DecodingConfig = DecodingConfig(),
-                        logits_processor: LogitsProcessor | None = None, max_new_tokens: int | None = None,
-                        early_stop: bool = True) -> BeamSearchOutput:
+def diverse_beam_search(model, input_ids=None, inputs_embeds=None, attention_mask=None,
+                        cfg: DecodingConfig = DecodingConfig(), logits_processor: LogitsProcessor | None = None,
+                        max_new_tokens: int | None = None, early_stop: bool = True) -> BeamSearchOutput:
     "Batched (group) beam search with Hamming diversity; the processor sees only generated ids."
-    if (input_ids is None) == (inputs_embeds is None): raise ValueError("pass exactly one of input_ids or inputs_embeds")
-    x = input_ids if input_ids is not None else inputs_embeds
-    B, P = x.shape[:2]
-    G, N = cfg.num_beam_groups, cfg.num_beams; g = N // G
-    T = max_new_tokens or cfg.max_clue_len + 1
-    dev = x.device                                             # every tensor of the search lives beside the model's input
-    am = torch.ones(B, P, dtype=torch.long, device=dev) if attention_mask is None else attention_mask.long().to(dev)
-    pos = (am.cumsum(-1) - 1).clamp(min=0)
-    # the prompt is the same for every beam of a query: run it once, then give each beam a copy of its cache
-    last_only = dict(logits_to_keep=1) if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    t0 = time.perf_counter()
-    out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=am, position_ids=pos, use_cache=True, **last_only)
-    out.cache.batch_repeat_interleave(N)
-    model_s = time.perf_counter() - t0
-    cache, logits = out.cache, _expand(out.logits[:, -1].float(), N)
-    am, last_pos = _expand(am, N), _expand(pos[:, -1], N)
-    V = logits.shape[-1]
-    run_seq = torch.full((B, G, g, T), cfg.pad_token_id, dtype=torch.long, device=dev)
-    run_score = torch.zeros(B, G, g, device=dev); run_score[:, :, 1:] = -1e9
-    fin_seq, fin_score = run_seq.clone(), torch.full((B, G, g), -1e9, device=dev)
-    fin_done = torch.zeros(B, G, g, dtype=torch.bool, device=dev)
-    early_ok = torch.ones(B, G, 1, dtype=torch.bool, device=dev)              # transformers' "improvement still possible"
-    steps = 0
+    _check_batch(input_ids, inputs_embeds, attention_mask)
+    T = cfg.max_clue_len + 1 if max_new_tokens is None else check_int(max_new_tokens, "max_new_tokens", min=2)
+    G, N = cfg.num_beam_groups, cfg.num_beams
+    logits, m = _prefill(model, input_ids, inputs_embeds, attention_mask, N)                  # (B*N, V)
+    _check_token_ids(cfg.eos_token_id, cfg.pad_token_id, logits.shape[-1], "DecodingConfig.")
+    s = BeamState.start(logits.shape[0] // N, G, N // G, T, cfg.pad_token_id, logits.device)
     for t in range(T):
-        steps += 1
-        logp = logits.log_softmax(-1)
-        if logits_processor is not None: logp = logits_processor(run_seq.reshape(B * N, T)[:, :t], logp)
-        acc = (logp.view(B, G, g, V) + run_score[..., None]).view(B, G, g * V)
-        top_lp, top_idx = _diverse_candidates(acc, V, g, cfg.diversity_penalty, cfg.eos_token_id, t + 1 >= T)
-        R = B * G                                                  # one row per group of each query
-        ns, nsc, src, fs, fsc, fd = _group_step(top_lp.view(R, 2 * g), top_idx.view(R, 2 * g), V, run_seq.view(R, g, T),
-                                                fin_seq.view(R, g, T), fin_score.view(R, g), fin_done.view(R, g), g, t, T,
-                                                cfg.eos_token_id, cfg.length_penalty, early_ok.view(R, 1))
-        run_seq, run_score = ns.view(B, G, g, T), nsc.view(B, G, g)
-        fin_seq, fin_score, fin_done = fs.view(B, G, g, T), fsc.view(B, G, g), fd.view(B, G, g)
-        src_all = src.view(B, G, g) + (torch.arange(G, device=dev) * g)[None, :, None]
-        # transformers' early-stopping heuristic (early_stopping=False), per group
-        best_run = run_score[:, :, :1] / ((t + 1) ** cfg.length_penalty)
-        worst_fin = torch.where(fin_done, fin_score.min(-1, keepdim=True)[0], -1e9)
-        if early_stop: early_ok = early_ok & (best_run > worst_fin).any(-1, keepdim=True)
-        if t + 1 == T or not bool(early_ok.any()): break
-        # reorder the cache to the surviving beams, feed the new tokens
-        flat_src = (src_all.view(B, N) + torch.arange(B, device=dev)[:, None] * N).view(-1)
-        cache.reorder_cache(flat_src)
-        am = torch.cat([am[flat_src], torch.ones(B * N, 1, dtype=torch.long, device=dev)], 1)
-        last_pos = last_pos[flat_src] + 1
-        t0 = time.perf_counter()
-        out = model(input_ids=run_seq.view(B * N, T)[:, t:t + 1], attention_mask=am, position_ids=last_pos[:, None],
-                    cache=cache, use_cache=True)
-        model_s += time.perf_counter() - t0
-        cache, logits = out.cache, out.logits[:, -1].float()
-    R = cfg.num_return_sequences
-    order = torch.argsort(fin_score.view(B, N), dim=-1, descending=True, stable=True)[:, :R]
-    seqs = torch.take_along_dim(fin_seq.view(B, N, T), order[..., None], 1)
-    return BeamSearchOutput(seqs, torch.take_along_dim(fin_score.view(B, N), order, 1), steps, model_s,
-                            getattr(logits_processor, "index_seconds", 0.0))
+        logp = _log_probs(logits, N, t)
+        if logits_processor is not None: logp = logits_processor(s.run_seq.view(-1, T)[:, :t], logp)
+        s, rows = _search_step(s, logp, cfg, t + 1 == T, early_stop)
+        if t + 1 == T or not bool(s.improvable.any()): break
+        logits = _advance(model, m, rows, s.run_seq.view(-1, T)[:, t])
+    return _best_finished(s, cfg.num_return_sequences)
 
-# %% ../nbs/02_constrained_decoding.ipynb #284d8291
+# %% ../nbs/02_constrained_decoding.ipynb #b54a6c22
 @dataclass
 class Clue:
-    "A generated knowledge clue: token ids (no EOS/padding), its beam score, and its text when a tokenizer is known."
+    "A generated knowledge clue: token ids (no EOS/padding), its beam score, its text if a tokenizer is known."
     tokens: tuple[int, ...]
     score: float
     text: str | None = None
 
-def clues_from_beams(out: BeamSearchOutput, eos_token_id: int, pad_token_id: int, tokenizer=None) -> list[list[Clue]]:
+def _clue_tokens(seq: list[int], eos: int, pad: int) -> tuple[int, ...]:
+    "A generated sequence's clue: the ids before EOS, padding dropped."
+    return tuple(t for t in (seq[:seq.index(eos)] if eos in seq else seq) if t != pad)
+
+def clues_from_beams(out: BeamSearchOutput, eos_token_id: int, pad_token_id: int,
+                     tokenizer=None) -> list[list[Clue]]:
     "The clues of each query of a beam-search output, best first (impossible beams dropped)."
+    text = lambda toks: tokenizer.decode(toks) if tokenizer is not None else None
     res = []
     for seqs, scores in zip(out.sequences.tolist(), out.scores.tolist()):
-        q = []
-        for s, sc in zip(seqs, scores):
-            if sc <= -1e8: continue                    # a slot no finished hypothesis reached
-            toks = tuple(t for t in (s[:s.index(eos_token_id)] if eos_token_id in s else s) if t != pad_token_id)
-            if toks: q.append(Clue(toks, float(sc), tokenizer.decode(toks) if tokenizer is not None else None))
-        res.append(q)
+        found = [(_clue_tokens(s, eos_token_id, pad_token_id), sc) for s, sc in zip(seqs, scores)
+                 if sc != IMPOSSIBLE]
+        res.append([Clue(t, float(sc), text(t)) for t, sc in found if t])
     return res
 
-# %% ../nbs/02_constrained_decoding.ipynb #b54a6c22
-def rank_documents(index: FMIndex, clues: Sequence[Clue], mode: str = "first", max_count: int = 200,
-                   smoothing: float = 5.0) -> list[tuple[int, float]]:
-    "Deduplicated `(doc_id, score)` pairs, best first, from one query's clues (`first`, `unique` or `aggregate`)."
-    if mode not in RANK_MODES: raise ValueError(f"mode must be one of {RANK_MODES}, got {mode!r}")
-    clues = sorted(clues, key=lambda c: -c.score)
-    if mode in ("first", "unique"):
-        out, seen = [], set()
-        for c in clues:
-            st = index.state(c.tokens)
-            if st[1] <= st[0]: continue                       # not in the KB (cannot happen under the constraint)
-            if mode == "first": d = int(index.row_docs(st, limit=1)[0])
-            else:
-                if st[1] - st[0] > max_count: continue        # too frequent to be unique in practice
-                docs = set(index.row_docs(st).tolist())
-                if len(docs) != 1: continue
-                d = docs.pop()
-            if d not in seen: seen.add(d); out.append((d, c.score))
-        return out
+# %% ../nbs/02_constrained_decoding.ipynb #e5add8a6
+def _rank_by_clue(index: FMIndex, clues: Sequence[Clue], mode: str, max_count: int) -> list[tuple[int, float]]:
+    "`first` and `unique`: one document per clue, in clue order, deduplicated."
+    out, seen = [], set()
+    for c in clues:
+        st = index.state(c.tokens)
+        if st[1] <= st[0]: continue                       # not in the KB (cannot happen under the constraint)
+        if mode == "first": d = int(index.row_docs(st, limit=1)[0])
+        else:
+            if st[1] - st[0] > max_count: continue        # too frequent to be unique in practice
+            docs = set(index.row_docs(st).tolist())
+            if len(docs) != 1: continue
+            d = docs.pop()
+        if d not in seen: seen.add(d); out.append((d, c.score))
+    return out
+
+# %% ../nbs/02_constrained_decoding.ipynb #dd2bc307
+def _rank_aggregate(index: FMIndex, clues: Sequence[Clue], max_count: int,
+                    smoothing: float) -> list[tuple[int, float]]:
+    "`aggregate`: the evidence w(n, c) of every clue's prefixes, summed per document."
     if not clues: return []
     s = np.array([c.score for c in clues]); pi = np.exp(s - s.max()); pi /= pi.sum()
     N, scores, first_seen = len(index), collections.defaultdict(float), {}
@@ -306,6 +459,17 @@ def rank_documents(index: FMIndex, clues: Sequence[Clue], mode: str = "first", m
             scores[d] += w; first_seen.setdefault(d, len(first_seen))
     return sorted(scores.items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))
 
+# %% ../nbs/02_constrained_decoding.ipynb #e84a5906
+def rank_documents(index: FMIndex, clues: Sequence[Clue], mode: str = "first", max_count: int = 200,
+                   smoothing: float = 5.0) -> list[tuple[int, float]]:
+    "Deduplicated `(doc_id, score)` pairs, best first, from one query's clues (`first`, `unique`, `aggregate`)."
+    if mode not in RANK_MODES: raise ValueError(f"mode must be one of {RANK_MODES}, got {mode!r}")
+    check_int(max_count, "max_count", min=1); check_float(smoothing, "smoothing", min=0)
+    for i, c in enumerate(clues): check_float(c.score, f"the score of clue {i} ({c.text or list(c.tokens)})")
+    clues = sorted(clues, key=lambda c: -c.score)
+    if mode == "aggregate": return _rank_aggregate(index, clues, max_count, smoothing)
+    return _rank_by_clue(index, clues, mode, max_count)
+
 # %% ../nbs/02_constrained_decoding.ipynb #5d0c6cf0
 @dataclass
 class Retrieval:
@@ -313,25 +477,19 @@ class Retrieval:
     clues: list[Clue]
     docs: list[tuple[int, float]]
 
-def check_vocab(index: FMIndex, vocab_size: int, what: str = "model"):
-    "Raise if the index holds token ids the model (or tokenizer) cannot produce."
-    _check_index(index)
-    if index.vocab_size > vocab_size:
-        raise ValueError(f"tokenizer/index vocabulary mismatch: the index has {index.vocab_size} token ids, the {what} {vocab_size}")
-
 def retrieve(model, index: FMIndex, input_ids=None, inputs_embeds=None, attention_mask=None,
              cfg: DecodingConfig = DecodingConfig(), tokenizer=None) -> list[Retrieval]:
     "Generate clues under the FM-index constraint and rank documents, for each query of the batch."
-    _check_index(index)
-    check_vocab(index, model.get_output_embeddings().weight.shape[0])
+    V = model.get_output_embeddings().weight.shape[0]
+    check_vocab(index, V); _check_token_ids(cfg.eos_token_id, cfg.pad_token_id, V, "DecodingConfig.")
     if tokenizer is not None: check_vocab(index, len(tokenizer), "tokenizer")
     n_root = len(index.continuations(index.root)[0])
     if cfg.num_beams > n_root:
-        raise ValueError(f"num_beams={cfg.num_beams} but the KB holds only {n_root} distinct tokens to start a clue with")
-    proc = FMIndexLogitsProcessor(index, cfg.eos_token_id, cfg.pad_token_id, cfg.max_clue_len)
-    out = diverse_beam_search(model, input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                              cfg=cfg, logits_processor=proc)
-    res = []
-    for clues in clues_from_beams(out, cfg.eos_token_id, cfg.pad_token_id, tokenizer):
-        res.append(Retrieval(clues, rank_documents(index, clues, cfg.rank_mode, cfg.aggregate_max_count, cfg.aggregate_smoothing)))
-    return res
+        raise ValueError(f"num_beams={cfg.num_beams} but the KB holds only {n_root} distinct tokens to start "
+                         "a clue with")
+    proc = FMIndexLogitsProcessor(index, cfg.eos_token_id, cfg.pad_token_id, cfg.max_clue_len, prompt_length=0)
+    out = diverse_beam_search(model, input_ids=input_ids, inputs_embeds=inputs_embeds,
+                              attention_mask=attention_mask, cfg=cfg, logits_processor=proc)
+    rank = lambda c: rank_documents(index, c, cfg.rank_mode, cfg.aggregate_max_count, cfg.aggregate_smoothing)
+    clues = clues_from_beams(out, cfg.eos_token_id, cfg.pad_token_id, tokenizer)
+    return [Retrieval(c, rank(c)) for c in clues]

@@ -17,8 +17,8 @@ def _setup(seed=0):
 
 def test_processor_and_prefix_fn_agree():
     docs, idx, _ = _setup()
-    proc = FMIndexLogitsProcessor(idx, 2, 0, max_clue_len=4)
-    fn = fm_prefix_allowed_tokens_fn(idx, 2, 0, max_clue_len=4)
+    proc = FMIndexLogitsProcessor(idx, 2, 0, max_clue_len=4, prompt_length=0)
+    fn = fm_prefix_allowed_tokens_fn(idx, 2, 0, max_clue_len=4, prompt_length=0, vocab_size=24)
     beams = torch.tensor([docs[0][1:3], docs[5][2:4], [2, 0], docs[7][1:3]])
     masked = proc(beams, torch.zeros(len(beams), 24))
     for b, row in zip(beams, masked):
@@ -36,9 +36,10 @@ def test_retrieve_gemkr_preset_clues_occur():
         contains = lambda d, p: any(docs[d][i:i + len(p)] == list(p) for i in range(len(docs[d])))
         need = (lambda c: c.tokens[:1]) if mode == "aggregate" else (lambda c: c.tokens)
         assert r.docs and all(any(contains(d, need(c)) for c in r.clues) for d, _ in r.docs)
+    proc = FMIndexLogitsProcessor(idx, 2, 0, 3, prompt_length=0)
     out = diverse_beam_search(model, input_ids=torch.tensor([[1, 5]]), cfg=DecodingConfig(max_clue_len=3),
-                              logits_processor=FMIndexLogitsProcessor(idx, 2, 0, 3))
-    assert out.sequences.shape == (1, 10, 4) and out.index_seconds > 0
+                              logits_processor=proc)
+    assert out.sequences.shape == (1, 10, 4) and out.scores.shape == (1, 10) and proc.index_seconds > 0
 
 
 def test_rank_first_dedupes():
