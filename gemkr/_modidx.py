@@ -240,4 +240,12 @@ d = { 'settings': { 'branch': 'main',
                             'gemkr.mini.place_pictures': ('gemkr_mini.html#place_pictures', 'gemkr/mini.py'),
                             'gemkr.mini.referring_expressions': ('gemkr_mini.html#referring_expressions', 'gemkr/mini.py'),
                             'gemkr.mini.render_scene': ('gemkr_mini.html#render_scene', 'gemkr/mini.py'),
-                            'gemkr.mini.split_pairs': ('gemkr_mini.html#split_pairs', 'gemkr/mini.py')}}}
+                            'gemkr.mini.split_pairs': ('gemkr_mini.html#split_pairs', 'gemkr/mini.py')},
+            'gemkr.testing': { 'gemkr.testing.ToyKB': ('testing.html#toykb', 'gemkr/testing.py'),
+                               'gemkr.testing._documents': ('testing.html#_documents', 'gemkr/testing.py'),
+                               'gemkr.testing._token_stream': ('testing.html#_token_stream', 'gemkr/testing.py'),
+                               'gemkr.testing.hf_word_tokenizer': ('testing.html#hf_word_tokenizer', 'gemkr/testing.py'),
+                               'gemkr.testing.synthetic_corpus': ('testing.html#synthetic_corpus', 'gemkr/testing.py'),
+                               'gemkr.testing.tiny_llama': ('testing.html#tiny_llama', 'gemkr/testing.py'),
+                               'gemkr.testing.toy_kb': ('testing.html#toy_kb', 'gemkr/testing.py'),
+                               'gemkr.testing.zipf_sampler': ('testing.html#zipf_sampler', 'gemkr/testing.py')}}}
