@@ -77,7 +77,8 @@ def load_tokenizer(folder):
     folder = Path(folder)
     if (folder / "vocab.json").is_file():
         d = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-        if not isinstance(d, dict) or d.get("type") != "WordTokenizer": raise ValueError(f"{folder / 'vocab.json'}: not a saved WordTokenizer")
+        if not isinstance(d, dict) or d.get("type") != "WordTokenizer":
+            raise ValueError(f"{folder / 'vocab.json'}: not a saved WordTokenizer")
         return WordTokenizer(d["vocab"])
     if (folder / "tokenizer_config.json").is_file():
         from transformers import AutoTokenizer
@@ -115,14 +116,12 @@ class KnowledgeBase:
         if self.index.n_docs != len(self.passages):
             raise ValueError(f"{self.path}: the index holds {self.index.n_docs} documents for {len(self.passages)} passages")
         if self.index.vocab_size > len(self.tokenizer):
-            raise ValueError(f"{self.path}: the index has {self.index.vocab_size} token ids, the tokenizer {len(self.tokenizer)}")
+            raise ValueError(f"{self.path}: the index has {self.index.vocab_size} token ids, "
+                             f"the tokenizer only {len(self.tokenizer)}")
 
-    @property
-    def bos_token_id(self) -> int: return special_ids(self.tokenizer)[0]
-    @property
-    def eos_token_id(self) -> int: return special_ids(self.tokenizer)[1]
-    @property
-    def pad_token_id(self) -> int: return special_ids(self.tokenizer)[2]
+    bos_token_id = property(lambda self: special_ids(self.tokenizer)[0], doc="The tokenizer's BOS id.")
+    eos_token_id = property(lambda self: special_ids(self.tokenizer)[1], doc="The tokenizer's EOS id: a clue ends with it.")
+    pad_token_id = property(lambda self: special_ids(self.tokenizer)[2], doc="The id prompts and finished beams pad with.")
     def __len__(self): return len(self.passages)
     def __repr__(self):
         return (f"KnowledgeBase({len(self):,} passages, {self.index.n_tokens:,} tokens, {type(self.tokenizer).__name__} of "
@@ -150,7 +149,8 @@ def _write_kb(folder: Path, passages: Sequence[Passage], tok, cfg: KBConfig) -> 
     save_config(cfg, folder / "config.json")
     bos, eos, pad = special_ids(tok)
     info = dict(n_passages=len(passages), n_tokens=index.n_tokens, vocab_size=len(tok), tokenizer=type(tok).__name__,
-                bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, first_passage=passages[0].id, last_passage=passages[-1].id)
+                bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
+                first_passage=passages[0].id, last_passage=passages[-1].id)
     with atomic_write(folder / "kb.json", "w", encoding="utf-8") as f: json.dump(info, f, indent=1)
 
 def _passages(source) -> list[Passage]:
@@ -185,7 +185,8 @@ class Retriever(Protocol):
     "Maps a batch of queries to one `Retrieval` (clues, ranked `(doc_id, score)` pairs) per query, in order."
     def __call__(self, queries: Sequence[Query]) -> list[Retrieval]: ...
 
-PromptBuilder = Callable[[Sequence[Query], KnowledgeBase], dict]   # queries, KB -> model inputs (input_ids or inputs_embeds, attention_mask)
+PromptBuilder = Callable[[Sequence[Query], KnowledgeBase], dict]   # (queries, KB) -> model inputs: input_ids or
+                                                                   # inputs_embeds, and attention_mask
 
 # %% ../nbs/04d_retrieval.ipynb #a0333be0
 def question_prompt(queries: Sequence[Query], kb: KnowledgeBase) -> dict[str, torch.Tensor]:
@@ -204,17 +205,19 @@ _PROMPT_KEYS = {"input_ids", "inputs_embeds", "attention_mask"}
 
 class LMRetriever:
     "A causal LM writing clues under `kb`'s FM-index constraint; `prompt(queries, kb)` builds its inputs."
-    def __init__(self, model, kb: KnowledgeBase, cfg: DecodingConfig | None = None, prompt: PromptBuilder = question_prompt):
+    def __init__(self, model, kb: KnowledgeBase, cfg: DecodingConfig | None = None,
+                 prompt: PromptBuilder = question_prompt):
         cfg = cfg or kb.decoding_config()
         if cfg.eos_token_id != kb.eos_token_id:
-            raise ValueError(f"DecodingConfig.eos_token_id is {cfg.eos_token_id} but the knowledge base's tokenizer ends passages "
-                             f"with {kb.eos_token_id}: use kb.decoding_config()")
+            raise ValueError(f"DecodingConfig.eos_token_id is {cfg.eos_token_id} but the knowledge base's tokenizer "
+                             f"ends passages with {kb.eos_token_id}: use kb.decoding_config()")
         self.model, self.kb, self.config, self.prompt = model, kb, cfg, prompt
 
     def __call__(self, queries: Sequence[Query]) -> list[Retrieval]:
         inputs = self.prompt(queries, self.kb)
         if not isinstance(inputs, dict) or not set(inputs) <= _PROMPT_KEYS:
-            raise ValueError(f"the prompt builder must return a dict with keys among {sorted(_PROMPT_KEYS)}, got {inputs!r:.80}")
+            raise ValueError(f"the prompt builder must return a dict with keys among {sorted(_PROMPT_KEYS)}, "
+                             f"got {inputs!r:.80}")
         dev = next(self.model.parameters()).device
         inputs = {k: v.to(dev) for k, v in inputs.items()}
         return retrieve(self.model, self.kb.index, cfg=self.config, tokenizer=self.kb.tokenizer, **inputs)
@@ -238,9 +241,11 @@ class Run:
     config: object = None                     # the retriever's config (a dataclass), saved beside the run
     seconds: float = 0.0                      # wall time of the run
 
+# %% ../nbs/04d_retrieval.ipynb #e6a42cf3
 def run_retriever(retriever: Retriever, bench: Benchmark, batch_size: int = 8, desc: str | None = None) -> Run:
     "Run `retriever` over `bench`'s queries in batches of `batch_size`, with a progress bar."
-    if not callable(retriever): raise TypeError(f"a retriever must be callable on a batch of queries, got {type(retriever).__name__}")
+    if not callable(retriever):
+        raise TypeError(f"a retriever must be callable on a batch of queries, got {type(retriever).__name__}")
     batch_size, qs = check_int(batch_size, "batch_size", min=1), bench.queries
     rankings, clues, t0 = {}, {}, time.perf_counter()
     with progress(total=len(qs), desc=desc or bench.name) as bar:
@@ -255,8 +260,8 @@ def run_retriever(retriever: Retriever, bench: Benchmark, batch_size: int = 8, d
 def save_run(run: Run, path) -> Path:
     "Write `run` to `path` as JSON, atomically, and its config (if any) beside it as `<path>.config.json`."
     path = Path(path)
-    qs = {q: dict(ranking=[int(d) for d in r], clues=[dict(tokens=list(c.tokens), score=c.score, text=c.text) for c in run.clues.get(q, [])])
-          for q, r in run.rankings.items()}
+    clue = lambda c: dict(tokens=list(c.tokens), score=c.score, text=c.text)
+    qs = {q: dict(ranking=[int(d) for d in r], clues=[clue(c) for c in run.clues.get(q, [])]) for q, r in run.rankings.items()}
     with atomic_write(path, "w", encoding="utf-8") as f:
         json.dump(dict(benchmark=run.benchmark, seconds=run.seconds, queries=qs), f, ensure_ascii=False)
     if run.config is not None: save_config(run.config, config_path(path))
@@ -271,6 +276,7 @@ def load_run(path, config_cls=None) -> Run:
     try: d = json.loads(path.read_text(encoding="utf-8")); qs = d["queries"]
     except (json.JSONDecodeError, KeyError, TypeError) as e: raise ValueError(f"{path}: not a saved run ({e})") from None
     cp = config_path(path)
-    cfg = None if not cp.exists() else load_config(config_cls, cp) if config_cls else json.loads(cp.read_text(encoding="utf-8"))
+    if not cp.exists(): cfg = None
+    else: cfg = load_config(config_cls, cp) if config_cls else json.loads(cp.read_text(encoding="utf-8"))
     clues = {q: [Clue(tuple(c["tokens"]), float(c["score"]), c["text"]) for c in v["clues"]] for q, v in qs.items()}
     return Run(d["benchmark"], {q: [int(x) for x in v["ranking"]] for q, v in qs.items()}, clues, cfg, float(d["seconds"]))

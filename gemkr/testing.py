@@ -19,8 +19,8 @@ def tiny_llama(vocab_size: int, hidden: int = 64, layers: int = 2, seed: int = 0
     "A randomly initialised `LlamaForCausalLM` (float32, eval mode), the same for the same arguments; no download."
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-    vocab_size, hidden, layers = check_int(vocab_size, "vocab_size", min=1), check_int(hidden, "hidden", min=1), check_int(layers, "layers", min=1)
-    heads, seed = check_int(heads, "heads", min=1), check_int(seed, "seed", min=0)
+    vocab_size, hidden = check_int(vocab_size, "vocab_size", min=1), check_int(hidden, "hidden", min=1)
+    layers, heads, seed = check_int(layers, "layers", min=1), check_int(heads, "heads", min=1), check_int(seed, "seed", min=0)
     if hidden % heads: raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
@@ -69,7 +69,8 @@ def zipf_sampler(k: int, rng: np.random.Generator, s: float = 1.0) -> Callable[[
     return lambda n: np.minimum(np.searchsorted(cdf, rng.random(n)), k - 1)
 
 # %% ../nbs/04c_testing.ipynb #9227c13c
-def _token_stream(rng, n_tokens: int, vocab_size: int, first_id: int, n_phrases: int, phrase_frac: float, chunk: int) -> np.ndarray:
+def _token_stream(rng, n_tokens: int, vocab_size: int, first_id: int, n_phrases: int, phrase_frac: float,
+                  chunk: int) -> np.ndarray:
     "`n_tokens` ids: Zipf(1) tokens mixed with phrases from a Zipf-reused bank (int64, one flat array)."
     perm = (rng.permutation(vocab_size - first_id) + first_id).astype(np.int64)   # frequency rank -> token id
     token = lambda n, z=zipf_sampler(vocab_size - first_id, rng): perm[z(n)]
