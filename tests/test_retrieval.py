@@ -104,3 +104,8 @@ def test_hf_tokenizer_own_special_ids(tmp_path):
     assert load_kb(kb.path, toy).tokenizer(toy.passages[0].text, add_special_tokens=False)["input_ids"] == \
         tok(toy.passages[0].text, add_special_tokens=False)["input_ids"]
     with pytest.raises(ValueError, match="use kb.decoding_config"): LMRetriever(lm.model, kb, DecodingConfig())
+    def embeds(queries, kb):                                                   # the seam a multimodal model plugs into
+        p = question_prompt(queries, kb)
+        return dict(inputs_embeds=lm.model.get_input_embeddings()(p["input_ids"]).detach(), attention_mask=p["attention_mask"])
+    via_embeds = run_retriever(LMRetriever(lm.model, kb, lm.config, prompt=embeds), toy, batch_size=2)
+    assert via_embeds.rankings == run.rankings and via_embeds.clues == run.clues
