@@ -22,19 +22,20 @@ markdown tables to stdout. Targets (the issue): batched index <= 10% of model ti
 batched one; each is reported with the index counted as the whole constraint and as the lookups alone.
 """
 from __future__ import annotations
-import argparse, os, shutil, sys, tempfile, time
+import argparse, os, sys, time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pathlib import Path
 from unittest import mock
 import numpy as np
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
+from transformers import LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
 from transformers.generation import utils as gen_utils
 from transformers.utils import logging as hf_logging
 from tqdm.auto import tqdm
 import gemkr.decoding as dec
-from gemkr.core import cache_dir
+from gemkr.core import atomic_write, cache_dir, cached_folder, fingerprint
 from gemkr.fmindex import FMIndex, _ARRAYS
+from gemkr.testing import synthetic_corpus, tiny_llama
 PrefixConstrained = gen_utils.PrefixConstrainedLogitsProcessor      # what generate builds for prefix_allowed_tokens_fn
 
 BOS, EOS, PAD, VOCAB, FIRST_ID = 1, 2, 0, 8000, 3     # LLaMA specials; corpus tokens are ids 3..7999
@@ -43,37 +44,11 @@ GEN = dict(num_beams=BEAMS, num_return_sequences=BEAMS, max_new_tokens=MAX_CLUE 
            eos_token_id=EOS, pad_token_id=PAD, do_sample=False)
 
 # ---------------------------------------------------------------------------------------------- corpus
-def zipf_sampler(k: int, rng, s: float = 1.0):
-    "Vectorised sampler of ranks 0..k-1 with P(r) proportional to 1/(r+1)^s."
-    cdf = np.cumsum(1.0 / np.arange(1, k + 1) ** s); cdf /= cdf[-1]
-    return lambda n: np.minimum(np.searchsorted(cdf, rng.random(n)), k - 1)
-
-def make_docs(n_tokens: int, seed: int, n_phrases: int = 20_000, phrase_frac: float = 0.5) -> list[np.ndarray]:
-    """~`n_tokens` content tokens as documents `[BOS] + 50..150 tokens + [EOS]`. Tokens are Zipf(1) over ids 3..7999;
-    about `phrase_frac` of them are copied from a bank of 2-8-token phrases reused with Zipf frequencies, so clue
-    prefixes repeat and branch as in real text."""
-    rng = np.random.default_rng(seed)
-    perm = (rng.permutation(VOCAB - FIRST_ID) + FIRST_ID).astype(np.int64)    # frequency rank -> token id
-    token = lambda n, z=zipf_sampler(VOCAB - FIRST_ID, rng): perm[z(n)]
-    plen = rng.integers(2, 9, n_phrases); pstart = np.concatenate([[0], np.cumsum(plen)[:-1]])
-    bank, phrase = token(int(plen.sum())), zipf_sampler(n_phrases, rng)
-    # a run of segments, each one iid token (P 1-q) or one whole phrase (P q); q is set so phrases hold phrase_frac
-    w = 1.0 / np.arange(1, n_phrases + 1); mean_len = float((w * plen).sum() / w.sum())
-    q = phrase_frac / (mean_len * (1 - phrase_frac) + phrase_frac)
-    n_seg = int(n_tokens / (q * mean_len + 1 - q) * 1.1) + 16
-    pid = np.where(rng.random(n_seg) < q, phrase(n_seg), -1)
-    seg_len = np.where(pid >= 0, plen[np.maximum(pid, 0)], 1); seg_end = np.cumsum(seg_len)
-    seg = np.repeat(np.arange(n_seg), seg_len)[:n_tokens]                    # segment of each token
-    within = np.arange(n_tokens) - (seg_end - seg_len)[seg]                   # offset inside its segment
-    p = pid[seg]
-    content = np.where(p >= 0, bank[pstart[np.maximum(p, 0)] + within], token(n_tokens))
-    # frame: document i occupies lengths[i] + 2 slots of one flat array, BOS first and EOS last
-    lengths = rng.integers(50, 151, n_tokens // 50 + 1)
-    lengths = lengths[:np.searchsorted(np.cumsum(lengths), n_tokens) + 1]; lengths[-1] -= lengths.sum() - n_tokens
-    ends = np.cumsum(lengths + 2); starts = ends - lengths - 2
-    flat = np.empty(int(ends[-1]), np.int64); flat[starts], flat[ends - 1] = BOS, EOS
-    inner = np.ones(len(flat), bool); inner[starts] = inner[ends - 1] = False; flat[inner] = content
-    return np.split(flat, ends[:-1])                                           # views, no copies
+def make_docs(n_tokens: int, seed: int) -> list[np.ndarray]:
+    """~`n_tokens` content tokens as documents `[BOS] + 50..150 tokens + [EOS]` (`gemkr.testing.synthetic_corpus`):
+    Zipf(1) tokens over ids 3..7999, half of them copied from a bank of 20k 2-8-token phrases reused with Zipf
+    frequencies, so clue prefixes repeat and branch as in real text."""
+    return synthetic_corpus(n_tokens, VOCAB, seed=seed, first_id=FIRST_ID, n_phrases=20_000, phrase_frac=0.5, bos=BOS, eos=EOS)
 
 # ---------------------------------------------------------------------------------------------- timing helpers
 class Timed(LogitsProcessor):
@@ -113,7 +88,7 @@ def make_paths(model, idx: FMIndex) -> dict:
     serving process); each constrained path has its own index caches."""
     proc, dproc = processor(idx), processor(idx)
     tproc, tdproc = Timed(proc), Timed(dproc)
-    fn = dec.fm_prefix_allowed_tokens_fn(own_caches(idx), EOS, PAD, MAX_CLUE, prompt_length=0)
+    fn = dec.fm_prefix_allowed_tokens_fn(own_caches(idx), EOS, PAD, MAX_CLUE, prompt_length=0, vocab_size=VOCAB)
     fn_s = [0.0]
     def timed_fn(batch_id, ids):                       # one call per beam per step
         t0 = time.perf_counter(); r = fn(batch_id, ids); fn_s[0] += time.perf_counter() - t0
@@ -146,8 +121,7 @@ def make_paths(model, idx: FMIndex) -> dict:
     return dict(batched=batched, per_beam=per_beam, diverse=diverse, free=free)
 
 # ---------------------------------------------------------------------------------------------- language models
-LLAMA = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
-             num_key_value_heads=4, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+LLAMA = dict(hidden=HIDDEN, layers=4, heads=4, intermediate=688)    # gemkr.testing.tiny_llama: 4 x 256, vocab 8k
 
 def train_lm(model, flat: np.ndarray, steps: int, seed: int, batch: int = 32, seq: int = 64, lr: float = 3e-3) -> list[float]:
     "Next-token training on random corpus windows (AdamW); returns the losses."
@@ -161,28 +135,25 @@ def train_lm(model, flat: np.ndarray, steps: int, seed: int, batch: int = 32, se
 
 def make_lm(kind: str, docs, n_queries: int, seed: int, train_steps: int, tokens: int):
     """The model and `n_queries` prompts (1 x 40 x 256 embeddings) of one `--lm` kind (see the module docstring).
-    The trained model is cached under data/cache/bench/, keyed by everything that determines it."""
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(**LLAMA)).float()
+    The trained model is cached under $GEMKR_CACHE/bench/, keyed by everything that determines it."""
+    model = tiny_llama(VOCAB, seed=seed, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD, **LLAMA)
     g = torch.Generator().manual_seed(seed + 1)
     if kind == "random":
-        return model.eval(), [torch.randn(1, PROMPT_LEN, HIDDEN, generator=g) * 0.02 for _ in range(n_queries)], None
-    flat = np.concatenate(docs)
-    path = cache_dir("bench") / f"lm-trained-{tokens:.0e}-seed{seed}-steps{train_steps}"
-    losses = None
-    if (path / "config.json").is_file():
-        model = LlamaForCausalLM.from_pretrained(path).float()
-    else:
-        losses = train_lm(model, flat, train_steps, seed)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try: model.save_pretrained(tmp); os.replace(tmp, path)         # nothing half-written under `path`
-        except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
+        return model, [torch.randn(1, PROMPT_LEN, HIDDEN, generator=g) * 0.02 for _ in range(n_queries)], None
+    flat, losses = np.concatenate(docs), []
+    key = fingerprint(flat, model.config.to_dict(), dict(seed=seed, steps=train_steps))
+    def train(tmp: Path):                              # runs only when no intact cached model has this key
+        losses.extend(train_lm(model, flat, train_steps, seed)); model.save_pretrained(tmp)
+        umask = os.umask(0); os.umask(umask)             # safetensors writes 0600: give the files the usual permissions
+        for p in tmp.iterdir(): p.chmod(0o666 & ~umask)
+    path, reused = cached_folder(cache_dir("bench") / f"lm-trained-{tokens:.0e}-seed{seed}-steps{train_steps}", key, train)
+    if reused: model = LlamaForCausalLM.from_pretrained(path).float()
     model.eval()
     starts = np.random.default_rng(seed + 1).integers(0, len(flat) - PROMPT_LEN, n_queries)
     with torch.no_grad():
         emb = model.get_input_embeddings()
         prompts = [emb(torch.from_numpy(flat[s:s + PROMPT_LEN])[None]).detach() for s in starts]
-    return model, prompts, losses
+    return model, prompts, losses or None
 
 # ---------------------------------------------------------------------------------------------- model out of the loop
 class Recorder(LogitsProcessor):
@@ -209,7 +180,7 @@ def replay_once(idx: FMIndex, steps_per_query, path: str, count: bool = False) -
             f = getattr(I, name)
             setattr(I, name, lambda *a, f=f: (n.__setitem__(0, n[0] + 1), f(*a))[1])
     proc = dec.FMIndexLogitsProcessor(I, EOS, PAD, max_clue_len=MAX_CLUE, prompt_length=0)
-    fn = dec.fm_prefix_allowed_tokens_fn(I, EOS, PAD, MAX_CLUE, prompt_length=0)
+    fn = dec.fm_prefix_allowed_tokens_fn(I, EOS, PAD, MAX_CLUE, prompt_length=0, vocab_size=VOCAB)
     out = []
     for steps in steps_per_query:
         n[0] = 0; t0 = time.perf_counter()
@@ -221,13 +192,8 @@ def replay_once(idx: FMIndex, steps_per_query, path: str, count: bool = False) -
     return np.array(out, float)
 
 # ---------------------------------------------------------------------------------------------- reporting
-def write_atomic(path: Path, write):
-    "Call `write(tmp)` on a temp file beside `path`, then rename it onto `path`."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix); os.close(fd)
-    try: write(tmp); os.chmod(tmp, 0o644); os.replace(tmp, path)
-    except BaseException: os.unlink(tmp); raise
-
-def plot(per_query, path: Path):
+def plot(per_query, f):
+    "The bar plot, written as PNG to the binary file `f`."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt, seaborn as sns
     lms = list(dict.fromkeys(per_query["lm"]))
@@ -239,7 +205,7 @@ def plot(per_query, path: Path):
         handles, labels = ax.get_legend_handles_labels(); ax.get_legend().remove()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
     fig.suptitle(f"model vs FM-index time per query ({BEAMS} beams, <= {MAX_CLUE} clue tokens)")
-    fig.tight_layout(rect=(0, 0.07, 1, 1)); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout(rect=(0, 0.07, 1, 1)); fig.savefig(f, format="png", dpi=110); plt.close(fig)
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -311,8 +277,8 @@ def main(argv=None):
         for m, note in (("replay_lookup_ms", "lookups, model out of the loop"), ("bwt_scans", "BWT scans per query")):
             row(lm, "ratios", f"per_beam_over_batched_{m}", med[lm, "per_beam", m] / med[lm, "batched", m], "x", note=note)
     df = pd.DataFrame(rows)
-    write_atomic(args.out / "decoding.csv", lambda p: df.to_csv(p, index=False))
-    write_atomic(args.out / "decoding.png", lambda p: plot(pd.DataFrame(per_query), Path(p)))
+    with atomic_write(args.out / "decoding.csv", "w", encoding="utf-8") as f: df.to_csv(f, index=False)
+    with atomic_write(args.out / "decoding.png") as f: plot(pd.DataFrame(per_query), f)
 
     t = df.set_index(["lm", "path", "metric"])
     med, p95 = t["median"], t["p95"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse, concurrent.futures as cf, multiprocessing as mp, os, resource, shutil, signal, sys, tempfile, time
 from pathlib import Path
 import numpy as np
+from gemkr.core import atomic_write
+from gemkr.testing import synthetic_corpus
 
 VOCAB, N_PHRASES, PHRASE_FRAC = 32_000, 200_000, 0.47   # vocabulary, phrase bank, share of tokens inside phrases
 BEAMS, STEPS, N_QUERIES, WARMUP = 10, 9, 30, 10         # constrained decoding: 10 beams x 9 steps, 30 queries
@@ -18,41 +20,11 @@ NOISE = 0.5                                             # std of the "LM" noise 
 CAP_S = 10.0                                            # one timed call running longer is stopped
 
 # ---------------------------------------------------------------------------------------------- corpus
-def zipf_sampler(k: int, rng, s: float = 1.0):
-    "A vectorised sampler of ranks 0..k-1 with P(rank r) proportional to 1/(r+1)^s."
-    cdf = np.cumsum(1.0 / np.arange(1, k + 1) ** s); cdf /= cdf[-1]
-    return lambda n: np.minimum(np.searchsorted(cdf, rng.random(n)), k - 1).astype(np.int32)
-
-def make_corpus(n_tokens: int, seed: int, chunk: int = 1_000_000) -> list[np.ndarray]:
-    """`n_tokens` token ids as documents of 50-150 tokens: iid Zipf(1) tokens mixed with ~47% of tokens copied
-    from a bank of 200k phrases (2-8 tokens, reused with Zipf frequencies), so deep prefixes repeat and branch."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(VOCAB).astype(np.int32)          # frequency rank -> token id
-    token_rank = zipf_sampler(VOCAB, rng)
-    token = lambda n: perm[token_rank(n)]
-    plen = rng.integers(2, 9, N_PHRASES)                    # the phrase bank, stored flat
-    pstart = np.concatenate([[0], np.cumsum(plen)[:-1]])
-    bank, phrase = token(int(plen.sum())), zipf_sampler(N_PHRASES, rng)
-    # a corpus is a run of segments, each one iid token or one phrase; P(phrase segment) q gives PHRASE_FRAC
-    w = 1.0 / np.arange(1, N_PHRASES + 1); mean_len = float((w * plen).sum() / w.sum())
-    q = PHRASE_FRAC / (mean_len * (1 - PHRASE_FRAC) + PHRASE_FRAC)
-    flat = np.empty(n_tokens, np.int64)                     # int64: FMIndex.build then needs no converted copy
-    done = 0
-    while done < n_tokens:                                  # in chunks, to keep generation memory small
-        n = min(chunk, n_tokens - done)
-        n_seg = int(n / (q * mean_len + 1 - q) * 1.1) + 16
-        pid = np.where(rng.random(n_seg) < q, phrase(n_seg), -1)
-        seg_len = np.where(pid >= 0, plen[np.maximum(pid, 0)], 1)
-        seg_end = np.cumsum(seg_len); n_seg = int(np.searchsorted(seg_end, n)) + 1
-        pid, seg_len, seg_end = pid[:n_seg], seg_len[:n_seg], seg_end[:n_seg]
-        seg = np.repeat(np.arange(n_seg, dtype=np.int32), seg_len)[:n]      # segment of each token
-        within = np.arange(n, dtype=np.int64) - (seg_end - seg_len)[seg]    # offset inside the segment
-        p = pid[seg]
-        flat[done:done + n] = np.where(p >= 0, bank[pstart[np.maximum(p, 0)] + within], token(n))
-        done += n
-    lengths = rng.integers(50, 151, n_tokens // 50 + 1)     # uniform 50-150 tokens, the last one cut short
-    ends = np.cumsum(lengths); ends = ends[:np.searchsorted(ends, n_tokens)]
-    return np.split(flat, ends)                             # views of one flat array, no copies
+def make_corpus(n_tokens: int, seed: int) -> list[np.ndarray]:
+    """`n_tokens` token ids as documents of 50-150 tokens (`gemkr.testing.synthetic_corpus`): Zipf(1) tokens over the
+    32k ids mixed with ~47% of tokens copied from a bank of 200k phrases (2-8 tokens, reused with Zipf frequencies),
+    so deep prefixes repeat and branch."""
+    return synthetic_corpus(n_tokens, VOCAB, seed=seed, n_phrases=N_PHRASES, phrase_frac=PHRASE_FRAC)
 
 def sample_patterns(docs, m: int, k: int, rng) -> list[np.ndarray]:
     "`k` patterns of `m` tokens starting at positions drawn uniformly over the corpus (inside one document)."
@@ -169,15 +141,10 @@ def bench_size(n_tokens: int, n_q: int, seed: int, budget_s: float) -> list[dict
     return rows
 
 # ---------------------------------------------------------------------------------------------- reporting
-def write_atomic(path: Path, write):
-    "Call `write(tmp_path)` then rename the temp file onto `path`."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix); os.close(fd)
-    try: write(tmp); os.chmod(tmp, 0o644); os.replace(tmp, path)
-    except BaseException: os.unlink(tmp); raise
-
 def size_label(n) -> str: return f"{n:.0e}".replace("e+0", "e")    # 10000000 -> "1e7"
 
-def plot(df, path: Path):
+def plot(df, f):
+    "The figure, written as PNG to the binary file `f`."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt, seaborn as sns
     df = df.assign(size=df["size"].map(size_label))
@@ -195,7 +162,7 @@ def plot(df, path: Path):
         a.axhline(target, ls="--", c="k", lw=1); a.set(ylabel=title, title=f"{title}, target {target} at 1e8")
     ax[2].set_yscale("log")
     for a in ax[1:]: a.tick_params(axis="x", rotation=30)
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout(); fig.savefig(f, format="png", dpi=110); plt.close(fig)
 
 def markdown(df) -> str:
     "Metrics down, sizes across: `median` (or `median / p95` for latencies) with the unit."
@@ -225,8 +192,8 @@ def main(argv=None):
         with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
             rows += ex.submit(bench_size, int(size), args.queries, args.seed, args.budget).result()
         df = pd.DataFrame(rows)     # written after every size, so a crash at a large size keeps the others
-        write_atomic(args.out / "fmindex.csv", lambda p: df.to_csv(p, index=False))
-        write_atomic(args.out / "fmindex.png", lambda p: plot(df, Path(p)))
+        with atomic_write(args.out / "fmindex.csv", "w", encoding="utf-8") as f: df.to_csv(f, index=False)
+        with atomic_write(args.out / "fmindex.png") as f: plot(df, f)
     print(markdown(df))
 
 if __name__ == "__main__":

@@ -6,10 +6,18 @@ import pandas as pd
 BENCH = Path(__file__).parents[1] / "bench"
 
 
+UMASK = 0o002          # the benches run under a group-writable umask: their files must follow it
+
+
+def _check_modes(*paths):
+    "Outputs get the usual permissions under the umask (gemkr.core.atomic_write), not 0600 or a fixed 0644."
+    for p in paths: assert p.stat().st_mode & 0o777 == 0o666 & ~UMASK, (p, oct(p.stat().st_mode))
+
+
 def _run(script, tmp_path, *args):
     env = {**os.environ, "GEMKR_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "GEMKR_PROGRESS": "0"}
     r = subprocess.run([sys.executable, str(BENCH / script), "--out", str(tmp_path / "out"), *args],
-                       env=env, capture_output=True, text=True, timeout=600)
+                       env=env, capture_output=True, text=True, timeout=600, preexec_fn=lambda: os.umask(UMASK))
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout, pd.read_csv(tmp_path / "out" / script.replace(".py", ".csv"))
 
@@ -25,9 +33,12 @@ def test_decoding_bench_both_lms(tmp_path):
         assert m[lm, "per_beam", "bwt_scans"] >= m[lm, "batched", "bwt_scans"]                  # per-beam re-walks prefixes
         for p in ("batched", "per_beam"):                                                   # the split adds up
             assert 0 < m[lm, p, "lookup_ms"] <= m[lm, p, "constraint_ms"] and 0 < m[lm, p, "model_ms"] < m[lm, p, "total_ms"]
-    assert list((tmp_path / "cache" / "bench").glob("lm-trained-*/config.json"))       # the trained LM is cached
+    (trained,) = (tmp_path / "cache" / "bench").glob("lm-trained-*")                   # the trained LM is cached
+    assert (trained / "config.json").is_file() and (trained / "MANIFEST.json").is_file()
+    _check_modes(tmp_path / "out" / "decoding.csv", tmp_path / "out" / "decoding.png", *trained.iterdir())
 
 
 def test_fmindex_bench_small(tmp_path):
     out, df = _run("fmindex.py", tmp_path, "--sizes", "2e4", "--queries", "5", "--budget", "5")
     assert (tmp_path / "out" / "fmindex.png").stat().st_size > 0 and len(df) > 5
+    _check_modes(tmp_path / "out" / "fmindex.csv", tmp_path / "out" / "fmindex.png")
