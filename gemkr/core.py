@@ -338,15 +338,15 @@ def file_lock(path):
 def cached_folder(final, key: str, build: typing.Callable[[Path], typing.Any], checksums: bool = True) -> tuple[Path, bool]:
     "Reuse folder `final` if its manifest holds fingerprint `key` and its files check out; else `build(tmp)` it. Returns `(final, reused)`."
     final = Path(final)
-    def intact() -> bool:
+    def intact(warn: bool) -> bool:
         try: check_manifest(final, key, checksums); return True
         except CacheError as e:
-            if final.exists(): warnings.warn(f"rebuilding a damaged or outdated cache: {e}", stacklevel=3)
+            if warn and final.exists(): warnings.warn(f"rebuilding a damaged or outdated cache: {e}", stacklevel=3)
             return False
-    if final.exists() and intact(): return final, True
+    if final.exists() and intact(warn=False): return final, True
     final.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(final.parent / f".{final.name}.lock"):
-        if final.exists() and intact(): return final, True        # another process built it while we waited
+        if final.exists() and intact(warn=True): return final, True   # another process built it while we waited
         remove_stale_temps(final.parent, final.name)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent))
         try:
