@@ -12,7 +12,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['REPO_ROOT', 'MANIFEST', 'assets_dir', 'benchmarks_dir', 'missing_benchmark_file', 'cache_dir', 'set_seed',
-           'remove_stale_temps', 'glob_escape', 'atomic_write', 'check_int', 'check_float', 'config_path',
+           'glob_escape', 'remove_stale_temps', 'atomic_write', 'check_int', 'check_float', 'config_path',
            'config_to_dict', 'save_config', 'config_from_dict', 'load_config', 'text_lines', 'read_jsonl',
            'fingerprint', 'CacheError', 'write_manifest', 'check_manifest', 'file_lock', 'cached_folder', 'progress']
 
@@ -22,16 +22,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent if "__file__" in globals() el
 def _warn_old_variable():
     if os.environ.get("GEMKR_DATA") and not getattr(_warn_old_variable, "done", False):
         _warn_old_variable.done = True
-        warnings.warn("GEMKR_DATA is no longer read: set GEMKR_BENCHMARKS to the folder holding the real benchmarks "
-                      "and GEMKR_CACHE for generated files; shipped assets always come from the repository", stacklevel=3)
+        warnings.warn("GEMKR_DATA is no longer read: set GEMKR_BENCHMARKS to the folder holding the real "
+                      "benchmarks and GEMKR_CACHE for generated files; shipped assets always come from the "
+                      "repository", stacklevel=3)
 
 def assets_dir(*parts: str) -> Path:
     "A path under the shipped assets: the repository's `data/` folder (GeMKR-Mini, fixtures)."
     _warn_old_variable()
     root = REPO_ROOT / "data"
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: the kit's shipped assets are missing; install gemkr from its repository "
-                                "(pip install -e .) so that data/ sits beside the package")
+        raise FileNotFoundError(f"{root}: the kit's shipped assets are missing; install gemkr from its "
+                                "repository (pip install -e .) so that data/ sits beside the package")
     return root.joinpath(*parts)
 
 # %% ../nbs/00_core.ipynb #a3d4f1fa
@@ -46,11 +47,12 @@ def missing_benchmark_file(path, what: str = "file") -> FileNotFoundError:
     "The error for a benchmark file that is not there, saying which variable decides where the kit looks."
     env = os.environ.get("GEMKR_BENCHMARKS")
     how = f"GEMKR_BENCHMARKS is {env!r}" if env else "GEMKR_BENCHMARKS is not set"
-    return FileNotFoundError(f"{path}: no such {what} ({how}: set it to the folder holding okvqa/, coco/, wk21m/ and remuq/, "
-                             "or pass the path)")
+    return FileNotFoundError(f"{path}: no such {what} ({how}: set it to the folder holding okvqa/, coco/, "
+                             "wk21m/ and remuq/, or pass the path)")
 
 def cache_dir(*parts: str, create: bool = True) -> Path:
-    "A folder for generated artifacts (indexes, built datasets, features, runs): `$GEMKR_CACHE`, else the repository's `data/cache`."
+    """A folder for generated artifacts (indexes, built datasets, features, runs):
+    `$GEMKR_CACHE`, else the repository's `data/cache`."""
     _warn_old_variable()
     env = os.environ.get("GEMKR_CACHE")
     p = (Path(env).expanduser() if env else REPO_ROOT / "data" / "cache").joinpath(*parts)
@@ -79,13 +81,20 @@ def _umask() -> int:
     return m
 
 def _alive(pid: int) -> bool:
+    "Whether process `pid` is running (one of another user's counts too)."
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
     except PermissionError: return True
     return True
 
+# %% ../nbs/00_core.ipynb #a2526478
+def glob_escape(s: str) -> str:
+    "`s` with glob's special characters escaped."
+    return "".join(f"[{c}]" if c in "*?[" else c for c in s)
+
 def remove_stale_temps(folder, name: str) -> list[Path]:
-    "Remove `.<name>.<pid>.*.tmp` files and folders in `folder` whose writing process is dead; returns what was removed."
+    """Remove `.<name>.<pid>.*.tmp` files and folders in `folder` whose writing process is dead;
+    returns what was removed."""
     removed = []
     for p in Path(folder).glob(f".{glob_escape(name)}.*.tmp"):
         pid = p.name[len(name) + 2:].split(".", 1)[0]
@@ -96,10 +105,6 @@ def remove_stale_temps(folder, name: str) -> list[Path]:
             removed.append(p)
         except FileNotFoundError: pass                  # another cleaner got there first
     return removed
-
-def glob_escape(s: str) -> str:
-    "`s` with glob's special characters escaped."
-    return "".join(f"[{c}]" if c in "*?[" else c for c in s)
 
 # %% ../nbs/00_core.ipynb #6c47d12e
 @contextmanager
@@ -122,7 +127,8 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None):
 
 # %% ../nbs/00_core.ipynb #41394165
 def check_int(value, name: str, min: int | None = None, max: int | None = None) -> int:
-    "`value` as an `int` if it is an integer (not a bool, not a float) in [min, max]; else a `ValueError` naming `name`."
+    """`value` as an `int` if it is an integer (not a bool, not a float) in [min, max];
+    else a `ValueError` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     v = int(value)
@@ -132,7 +138,8 @@ def check_int(value, name: str, min: int | None = None, max: int | None = None) 
     return v
 
 def check_float(value, name: str, min: float | None = None, max: float | None = None) -> float:
-    "`value` as a finite `float` in [min, max]; else a `ValueError` naming `name` (NaN and infinities included)."
+    """`value` as a finite `float` in [min, max]; else a `ValueError` naming `name`
+    (NaN and infinities included)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a number, got {value!r}")
     v = float(value)
@@ -148,6 +155,7 @@ def config_path(artifact) -> Path:
     artifact = Path(artifact)
     return artifact.with_name(artifact.name + ".config.json")
 
+# %% ../nbs/00_core.ipynb #2d22184e
 def _to_jsonable(x):
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         return {f.name: _to_jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
@@ -170,48 +178,70 @@ def save_config(cfg, path) -> Path:
         f.write("\n")
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #81e42301
+# %% ../nbs/00_core.ipynb #2d24bf62
 def _coerce(tp, v, where: str):
     "Convert JSON value `v` to type `tp`, or raise naming `where`."
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    origin = typing.get_origin(tp)
     if tp is typing.Any: return v
-    if origin in (typing.Union, types.UnionType):
-        if v is None and type(None) in args: return None
-        errs = []
-        for a in args:
-            if a is type(None): continue
-            try: return _coerce(a, v, where)
-            except (TypeError, ValueError) as e: errs.append(str(e))
-        raise TypeError(f"{where}: {v!r} matches none of {tp}")
+    if origin in (typing.Union, types.UnionType): return _coerce_union(tp, v, where)
     if dataclasses.is_dataclass(tp):
-        if not isinstance(v, dict): raise TypeError(f"{where}: expected an object for {tp.__name__}, got {v!r}")
+        if not isinstance(v, dict):
+            raise TypeError(f"{where}: expected an object for {tp.__name__}, got {v!r}")
         return _from_dict(tp, v, where)
-    if origin in (list, tuple) or tp in (list, tuple):
-        if not isinstance(v, list): raise TypeError(f"{where}: expected a list, got {v!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(v): raise TypeError(f"{where}: expected {len(args)} items, got {len(v)}")
-            return tuple(_coerce(a, x, f"{where}[{i}]") for i, (a, x) in enumerate(zip(args, v)))
-        inner = args[0] if args else typing.Any
-        out = [_coerce(inner, x, f"{where}[{i}]") for i, x in enumerate(v)]
-        return tuple(out) if (origin is tuple or tp is tuple) else out
-    if origin is dict or tp is dict:
-        if not isinstance(v, dict): raise TypeError(f"{where}: expected an object, got {v!r}")
-        vt = args[1] if args else typing.Any
-        return {k: _coerce(vt, x, f"{where}.{k}") for k, x in v.items()}
-    if tp is Path: 
+    if origin in (list, tuple) or tp in (list, tuple): return _coerce_sequence(tp, v, where)
+    if origin is dict or tp is dict: return _coerce_dict(tp, v, where)
+    return _coerce_scalar(tp, v, where)
+
+# %% ../nbs/00_core.ipynb #cfbf4390
+def _coerce_scalar(tp, v, where: str):
+    "A `Path`, `float`, `int`, `str` or `bool` value checked and converted; other types pass through."
+    if tp is Path:
         if not isinstance(v, str): raise TypeError(f"{where}: expected a path string, got {v!r}")
         return Path(v)
     if tp is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)): raise TypeError(f"{where}: expected a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"{where}: expected a number, got {v!r}")
         return float(v)
     if tp is int:
-        if isinstance(v, bool) or not isinstance(v, int): raise TypeError(f"{where}: expected an integer, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{where}: expected an integer, got {v!r}")
         return v
     if tp in (str, bool):
         if not isinstance(v, tp): raise TypeError(f"{where}: expected {tp.__name__}, got {v!r}")
         return v
     return v
 
+# %% ../nbs/00_core.ipynb #76cfeb5d
+def _coerce_sequence(tp, v, where: str):
+    "A `list` or `tuple` value: a JSON list, converted item by item."
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not isinstance(v, list): raise TypeError(f"{where}: expected a list, got {v!r}")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(args) != len(v): raise TypeError(f"{where}: expected {len(args)} items, got {len(v)}")
+        return tuple(_coerce(a, x, f"{where}[{i}]") for i, (a, x) in enumerate(zip(args, v)))
+    inner = args[0] if args else typing.Any
+    out = [_coerce(inner, x, f"{where}[{i}]") for i, x in enumerate(v)]
+    return tuple(out) if (origin is tuple or tp is tuple) else out
+
+def _coerce_dict(tp, v, where: str):
+    "A `dict` value: a JSON object, converted value by value."
+    if not isinstance(v, dict): raise TypeError(f"{where}: expected an object, got {v!r}")
+    args = typing.get_args(tp)
+    vt = args[1] if args else typing.Any
+    return {k: _coerce(vt, x, f"{where}.{k}") for k, x in v.items()}
+
+# %% ../nbs/00_core.ipynb #4d2d759b
+def _coerce_union(tp, v, where: str):
+    "A `X | Y` value: `None` if allowed, else the value as the first member type that accepts it."
+    args = typing.get_args(tp)
+    if v is None and type(None) in args: return None
+    for a in args:
+        if a is type(None): continue
+        try: return _coerce(a, v, where)
+        except (TypeError, ValueError): pass
+    raise TypeError(f"{where}: {v!r} matches none of {tp}")
+
+# %% ../nbs/00_core.ipynb #5dfa8d4e
 def _from_dict(cls, d: dict, where: str):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -247,16 +277,20 @@ def text_lines(path) -> typing.Iterator[tuple[int, str]]:
             if i == 1 and raw.startswith(b"\xef\xbb\xbf"): raw = raw[3:]
             try: yield i, raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise ValueError(f"{path}, line {i}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+                raise ValueError(f"{path}, line {i}: not UTF-8 text "
+                                 f"(byte {raw[e.start]:#04x} at column {e.start + 1})") from None
 
+# %% ../nbs/00_core.ipynb #2970fea5
 def read_jsonl(path, required: Sequence[str] = ()) -> list[dict]:
     "Records of a JSON-lines file; errors name the file and line; `required` fields must be present."
     out = []
     for i, line in text_lines(path):
         if not line.strip(): continue
         try: rec = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict): raise ValueError(f"{path}, line {i}: expected a JSON object, got {type(rec).__name__}")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}, line {i}: expected a JSON object, got {type(rec).__name__}")
         missing = [k for k in required if k not in rec]
         if missing: raise ValueError(f"{path}, line {i}: missing field(s) {missing}")
         out.append(rec)
@@ -274,11 +308,13 @@ def _feed(h, x):
                 for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
         return
     if isinstance(x, (bytes, bytearray, memoryview)): h.update(b"B%d:" % len(x)); h.update(x); return
-    if isinstance(x, np.ndarray): h.update(f"A{x.dtype.str}{x.shape}:".encode()); h.update(np.ascontiguousarray(x).tobytes()); return
+    if isinstance(x, np.ndarray):
+        h.update(f"A{x.dtype.str}{x.shape}:".encode()); h.update(np.ascontiguousarray(x).tobytes()); return
     h.update(b"J" + json.dumps(_to_jsonable(x), sort_keys=True, ensure_ascii=False).encode() + b"\0")
 
 def fingerprint(*parts) -> str:
-    "SHA-256 (hex) of `parts`: dataclass configs, JSON-able values, bytes, NumPy arrays, files and folders (by content)."
+    """SHA-256 (hex) of `parts`: dataclass configs, JSON-able values, bytes, NumPy arrays,
+    files and folders (by content)."""
     h = hashlib.sha256()
     for x in parts: _feed(h, x)
     return h.hexdigest()
@@ -299,7 +335,8 @@ def _sha256_file(p: Path) -> str:
     return h.hexdigest()
 
 def write_manifest(folder, key: str) -> Path:
-    "Write `folder`'s manifest (the fingerprint `key`, every file's size and SHA-256), atomically; call it last."
+    """Write `folder`'s manifest (the fingerprint `key`, every file's size and SHA-256), atomically;
+    call it last."""
     folder = Path(folder)
     files = {str(p.relative_to(folder)): [p.stat().st_size, _sha256_file(p)] for p in _folder_files(folder)}
     with atomic_write(folder / MANIFEST, "w", encoding="utf-8") as f:
@@ -308,25 +345,31 @@ def write_manifest(folder, key: str) -> Path:
 
 # %% ../nbs/00_core.ipynb #1d9d265d
 def check_manifest(folder, key: str | None = None, checksums: bool = True) -> None:
-    "Raise `CacheError` naming `folder` and the first problem: no manifest, another fingerprint, a missing, extra or changed file."
+    """Raise `CacheError` naming `folder` and the first problem: no manifest, another fingerprint,
+    a missing, extra or changed file."""
     folder = Path(folder); m = folder / MANIFEST
     if not folder.is_dir(): raise CacheError(f"{folder}: no such folder")
     try: man = json.loads(m.read_text(encoding="utf-8")); files = man["files"]; got = man["key"]
-    except FileNotFoundError: raise CacheError(f"{folder}: no {MANIFEST} (an unfinished or foreign build)") from None
+    except FileNotFoundError:
+        raise CacheError(f"{folder}: no {MANIFEST} (an unfinished or foreign build)") from None
     except (ValueError, KeyError, TypeError): raise CacheError(f"{m}: damaged manifest") from None
-    if key is not None and got != key: raise CacheError(f"{folder}: built from other inputs or config (fingerprint {got[:12]}, wanted {key[:12]})")
+    if key is not None and got != key:
+        raise CacheError(f"{folder}: built from other inputs or config "
+                         f"(fingerprint {got[:12]}, wanted {key[:12]})")
     on_disk = {str(p.relative_to(folder)) for p in _folder_files(folder)}
     for name in sorted(set(files) - on_disk): raise CacheError(f"{folder}: {name} is missing")
     for name in sorted(on_disk - set(files)): raise CacheError(f"{folder}: {name} is not in the manifest")
     for name, (size, sha) in sorted(files.items()):
         p = folder / name
-        if p.stat().st_size != size: raise CacheError(f"{p}: {p.stat().st_size} bytes, the manifest says {size}")
+        if p.stat().st_size != size:
+            raise CacheError(f"{p}: {p.stat().st_size} bytes, the manifest says {size}")
         if checksums and _sha256_file(p) != sha: raise CacheError(f"{p}: checksum differs from the manifest")
 
 # %% ../nbs/00_core.ipynb #120e568a
 @contextmanager
 def file_lock(path):
-    "An exclusive advisory lock on `path` (created if needed), held for the block; released if the process dies."
+    """An exclusive advisory lock on `path` (created if needed), held for the block;
+    released if the process dies."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -335,28 +378,41 @@ def file_lock(path):
     finally:
         os.close(fd)                                 # closing releases the lock
 
-def cached_folder(final, key: str, build: typing.Callable[[Path], typing.Any], checksums: bool = True) -> tuple[Path, bool]:
-    "Reuse folder `final` if its manifest holds fingerprint `key` and its files check out; else `build(tmp)` it. Returns `(final, reused)`."
+# %% ../nbs/00_core.ipynb #8bc83589
+def _intact(final: Path, key: str, checksums: bool, warn: bool) -> bool:
+    "Whether `final` holds a finished build of `key`; with `warn`, say why an existing folder is rebuilt."
+    try: check_manifest(final, key, checksums); return True
+    except CacheError as e:
+        if warn and final.exists():
+            warnings.warn(f"rebuilding a damaged or outdated cache: {e}", stacklevel=3)
+        return False
+
+def _replace_folder(tmp: Path, final: Path) -> None:
+    "Rename the finished `tmp` to `final`; an existing `final` is moved aside first, then removed."
+    if final.exists():
+        old = final.with_name(f".{final.name}.{os.getpid()}.old.tmp"); os.replace(final, old)
+        os.replace(tmp, final); shutil.rmtree(old, ignore_errors=True)
+    else: os.replace(tmp, final)
+
+# %% ../nbs/00_core.ipynb #3c4e4066
+def cached_folder(final, key: str, build: typing.Callable[[Path], typing.Any],
+                  checksums: bool = True) -> tuple[Path, bool]:
+    """Reuse folder `final` if its manifest holds fingerprint `key` and its files check out;
+    else `build(tmp)` it. Returns `(final, reused)`."""
     final = Path(final)
-    def intact(warn: bool) -> bool:
-        try: check_manifest(final, key, checksums); return True
-        except CacheError as e:
-            if warn and final.exists(): warnings.warn(f"rebuilding a damaged or outdated cache: {e}", stacklevel=3)
-            return False
-    if final.exists() and intact(warn=False): return final, True
+    if final.exists() and _intact(final, key, checksums, warn=False): return final, True
     final.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(final.parent / f".{final.name}.lock"):
-        if final.exists() and intact(warn=True): return final, True   # another process built it while we waited
+        # another process may have built it while we waited
+        if final.exists() and _intact(final, key, checksums, warn=True): return final, True
         remove_stale_temps(final.parent, final.name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp",
+                                    dir=final.parent))
         try:
             os.chmod(tmp, 0o777 & ~_umask())
             build(tmp)
             write_manifest(tmp, key)
-            if final.exists():                                     # damaged or outdated: move it aside, then replace
-                old = final.with_name(f".{final.name}.{os.getpid()}.old.tmp"); os.replace(final, old)
-                os.replace(tmp, final); shutil.rmtree(old, ignore_errors=True)
-            else: os.replace(tmp, final)
+            _replace_folder(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True); raise
     return final, False
