@@ -25,7 +25,8 @@ class Passage:
 
     def __post_init__(self):
         for f in ("id", "title", "text"):
-            if not isinstance(getattr(self, f), str): raise TypeError(f"Passage.{f} must be a str, got {getattr(self, f)!r}")
+            if not isinstance(getattr(self, f), str):
+                raise TypeError(f"Passage.{f} must be a str, got {getattr(self, f)!r}")
         if not self.id: raise ValueError("Passage.id is empty")
 
 # %% ../nbs/00a_data.ipynb #2d63bc81
@@ -34,24 +35,15 @@ Box = tuple[int, int, int, int]   # (x0, y0, x1, y1) in pixels, x1 and y1 exclus
 @dataclass(frozen=True)
 class Scene:
     "What a generated image shows: one box and entity per picture, and the picture the question means."
-    size: tuple[int, int]                  # (width, height) of the image in pixels
-    boxes: tuple[Box, ...]                 # one box per picture
-    entities: tuple[str, ...]              # the entity id shown in each box
-    names: tuple[str, ...]                 # the entity's display name, per box
-    target: int                            # index of the picture the question is about
-    expression: str                        # the referring expression that singles it out ("on the far left", "in this image")
+    size: tuple[int, int]       # (width, height) of the image in pixels
+    boxes: tuple[Box, ...]      # one box per picture
+    entities: tuple[str, ...]   # the entity id shown in each box
+    names: tuple[str, ...]      # the entity's display name, per box
+    target: int                 # index of the picture the question is about
+    # the referring expression that singles it out ("on the far left", "in this image")
+    expression: str
 
-    def __post_init__(self):
-        object.__setattr__(self, "boxes", tuple(tuple(int(v) for v in b) for b in self.boxes))
-        object.__setattr__(self, "entities", tuple(self.entities)); object.__setattr__(self, "names", tuple(self.names))
-        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
-        n, (w, h) = len(self.boxes), self.size
-        if n == 0: raise ValueError("Scene: no pictures")
-        if not (len(self.entities) == len(self.names) == n):
-            raise ValueError(f"Scene: {n} boxes but {len(self.entities)} entities and {len(self.names)} names")
-        if not 0 <= self.target < n: raise ValueError(f"Scene.target {self.target} is not a picture index in [0, {n})")
-        for i, (x0, y0, x1, y1) in enumerate(self.boxes):
-            if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h): raise ValueError(f"Scene: box {i} {self.boxes[i]} is empty or outside the {w}x{h} image")
+    def __post_init__(self): _check_scene(self)
 
     @property
     def n_pictures(self) -> int: return len(self.boxes)
@@ -62,38 +54,65 @@ class Scene:
     @property
     def box(self) -> Box: return self.boxes[self.target]
 
-# %% ../nbs/00a_data.ipynb #dda81c7a
+# %% ../nbs/00a_data.ipynb #abd67064
+def _check_scene(sc: Scene) -> None:
+    "Normalise `sc`'s fields to tuples and check them against each other and the image size."
+    object.__setattr__(sc, "boxes", tuple(tuple(int(v) for v in b) for b in sc.boxes))
+    object.__setattr__(sc, "entities", tuple(sc.entities))
+    object.__setattr__(sc, "names", tuple(sc.names))
+    object.__setattr__(sc, "size", tuple(int(v) for v in sc.size))
+    n, (w, h) = len(sc.boxes), sc.size
+    if n == 0: raise ValueError("Scene: no pictures")
+    if not (len(sc.entities) == len(sc.names) == n):
+        raise ValueError(f"Scene: {n} boxes but {len(sc.entities)} entities and {len(sc.names)} names")
+    if not 0 <= sc.target < n:
+        raise ValueError(f"Scene.target {sc.target} is not a picture index in [0, {n})")
+    for i, (x0, y0, x1, y1) in enumerate(sc.boxes):
+        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+            raise ValueError(f"Scene: box {i} {sc.boxes[i]} is empty or outside the {w}x{h} image")
+
+# %% ../nbs/00a_data.ipynb #1a92fe44
 @dataclass
 class Query:
     "One multimodal query: image, question, answers, and (for gold relevance) the relevant passage indices."
-    qid: str                               # unique within a benchmark, always a string
-    image: Path | None                     # the image file; None where images live elsewhere (ReMuQ: meta['img_id'])
-    question: str                          # the question alone; a caption, when the file has one, is in meta['caption']
-    answers: list[str]                     # answer strings; with relevance 'answer' a passage containing one is relevant
-    relevant: frozenset[int] = frozenset() # gold passage indices; empty when relevance is by answer match
-    family: str | None = None              # the question family (Mini: identify, capital, ...; OK-VQA: question type), for per-family results
-    scene: Scene | None = None             # what the image shows, when it was generated (GeMKR-Mini)
-    answer_passages: frozenset[int] | None = None  # passages holding an answer (word rule), when the builder stored them
-    meta: dict = field(default_factory=dict)  # what else the file says (question_id, img_id, caption, positive ids, ...)
+    qid: str                # unique within a benchmark, always a string
+    image: Path | None      # the image file; None where images live elsewhere (ReMuQ: meta['img_id'])
+    question: str           # the question alone; a caption, when the file has one, is in meta['caption']
+    answers: list[str]      # answer strings; with relevance 'answer' a passage containing one is relevant
+    relevant: frozenset[int] = frozenset()  # gold passage indices; empty when relevance is by answer match
+    # the question family (Mini: identify, capital, ...; OK-VQA: question type), for per-family results
+    family: str | None = None
+    scene: Scene | None = None  # what the image shows, when it was generated (GeMKR-Mini)
+    # passages holding an answer (word rule), when the builder stored them
+    answer_passages: frozenset[int] | None = None
+    # what else the file says (question_id, img_id, caption, positive ids, ...)
+    meta: dict = field(default_factory=dict)
 
-    def __post_init__(self):
-        if not isinstance(self.qid, str) or not self.qid: raise ValueError(f"Query.qid must be a non-empty str, got {self.qid!r}")
-        where = f"query {self.qid!r}"
-        if self.image is not None: self.image = Path(self.image)
-        if isinstance(self.answers, str): raise TypeError(f"{where}: answers must be a list of strings, not one string")
-        self.answers = list(self.answers)
-        for i, a in enumerate(self.answers):
-            if not isinstance(a, str): raise TypeError(f"{where}: answer {i} is a {type(a).__name__}, not a str")
-        bad = [r for r in self.relevant if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0]
-        if bad: raise ValueError(f"{where}: relevant holds {bad[0]!r}; passage indices are non-negative integers")
-        self.relevant = frozenset(int(r) for r in self.relevant)
-        if self.scene is not None and not isinstance(self.scene, Scene): raise TypeError(f"{where}: scene must be a Scene, got {type(self.scene).__name__}")
-        if self.answer_passages is not None: self.answer_passages = frozenset(int(r) for r in self.answer_passages)
+    def __post_init__(self): _check_query(self)
 
     @property
     def has_empty_answer(self) -> bool:
         "Whether an answer is blank (it matches every passage under answer relevance)."
         return any(not a.strip() for a in self.answers)
+
+# %% ../nbs/00a_data.ipynb #dce30d16
+def _check_query(q: Query) -> None:
+    "Check `q`'s fields, naming the query, and normalise their types in place."
+    if not isinstance(q.qid, str) or not q.qid:
+        raise ValueError(f"Query.qid must be a non-empty str, got {q.qid!r}")
+    where = f"query {q.qid!r}"
+    if q.image is not None: q.image = Path(q.image)
+    if isinstance(q.answers, str):
+        raise TypeError(f"{where}: answers must be a list of strings, not one string")
+    q.answers = list(q.answers)
+    for i, a in enumerate(q.answers):
+        if not isinstance(a, str): raise TypeError(f"{where}: answer {i} is a {type(a).__name__}, not a str")
+    bad = [r for r in q.relevant if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0]
+    if bad: raise ValueError(f"{where}: relevant holds {bad[0]!r}; passage indices are non-negative integers")
+    q.relevant = frozenset(int(r) for r in q.relevant)
+    if q.scene is not None and not isinstance(q.scene, Scene):
+        raise TypeError(f"{where}: scene must be a Scene, got {type(q.scene).__name__}")
+    if q.answer_passages is not None: q.answer_passages = frozenset(int(r) for r in q.answer_passages)
 
 # %% ../nbs/00a_data.ipynb #4a8af7a3
 RELEVANCE = ("answer", "gold")
@@ -113,32 +132,43 @@ class Benchmark:
     name: str
     passages: list[Passage]
     queries: list[Query]
-    relevance: str      # "answer": a passage containing an answer is relevant (GS112K, WK21M); "gold": Query.relevant (ReMuQ, Mini)
+    # "answer": a passage containing an answer is relevant (GS112K, WK21M);
+    # "gold": the passages in Query.relevant are (ReMuQ, Mini)
+    relevance: str
     info: dict = field(default_factory=dict)  # where it came from: files, options, counts
 
     def __post_init__(self):
         self.passages, self.queries = list(self.passages), list(self.queries)
-        if self.relevance not in RELEVANCE: raise ValueError(f"relevance must be one of {RELEVANCE}, got {self.relevance!r}")
+        if self.relevance not in RELEVANCE:
+            raise ValueError(f"relevance must be one of {RELEVANCE}, got {self.relevance!r}")
         self._pid = _unique_index([p.id for p in self.passages], "passage id", lambda i: f"passage {i}")
         self._qid = _unique_index([q.qid for q in self.queries], "query id", lambda i: f"query {i}")
-        n = len(self.passages)
-        for q in self.queries:
-            if self.relevance == "answer" and not q.answers:
-                raise ValueError(f"{self.name}: query {q.qid!r} has no answers; relevance 'answer' needs at least one")
-            if self.relevance == "gold" and not q.relevant:
-                raise ValueError(f"{self.name}: query {q.qid!r} has no relevant passage; relevance 'gold' needs one")
-            for what, ids in (("relevant", q.relevant), ("answer-bearing", q.answer_passages or ())):
-                if ids and max(ids) >= n:
-                    raise ValueError(f"{self.name}: query {q.qid!r}: {what} passage {max(ids)} is out of range (there are {n} passages)")
-
-        blank = sum(q.has_empty_answer for q in self.queries) if self.relevance == "answer" else 0
-        if blank: warnings.warn(f"{self.name}: {blank} of {len(self.queries)} queries have an empty answer, which matches every "
-                                "passage (the official scripts score them so); drop them with .without_empty_answers()", stacklevel=2)
+        _check_queries(self)
 
     def __len__(self): return len(self.queries)
     def __repr__(self):
         fam = f", families={self.families}" if self.families else ""
-        return f"Benchmark({self.name!r}: {len(self.queries)} queries, {len(self.passages)} passages, relevance={self.relevance!r}{fam})"
+        return (f"Benchmark({self.name!r}: {len(self.queries)} queries, {len(self.passages)} passages, "
+                f"relevance={self.relevance!r}{fam})")
+
+# %% ../nbs/00a_data.ipynb #cceb2c79
+def _check_queries(b: Benchmark) -> None:
+    "Check each query of `b` against its relevance and passages; warn once about blank answers."
+    n = len(b.passages)
+    for q in b.queries:
+        if b.relevance == "answer" and not q.answers:
+            raise ValueError(f"{b.name}: query {q.qid!r} has no answers; "
+                             "relevance 'answer' needs at least one")
+        if b.relevance == "gold" and not q.relevant:
+            raise ValueError(f"{b.name}: query {q.qid!r} has no relevant passage; relevance 'gold' needs one")
+        for what, ids in (("relevant", q.relevant), ("answer-bearing", q.answer_passages or ())):
+            if ids and max(ids) >= n:
+                raise ValueError(f"{b.name}: query {q.qid!r}: {what} passage {max(ids)} is out of range "
+                                 f"(there are {n} passages)")
+    blank = sum(q.has_empty_answer for q in b.queries) if b.relevance == "answer" else 0
+    if blank: warnings.warn(f"{b.name}: {blank} of {len(b.queries)} queries have an empty answer, which "
+                            "matches every passage (the official scripts score them so); drop them with "
+                            ".without_empty_answers()", stacklevel=3)
 
 # %% ../nbs/00a_data.ipynb #f8796aee
 @patch(as_prop=True)
@@ -170,16 +200,19 @@ def subset(self: Benchmark, qids: Iterable[str], name: str | None = None) -> Ben
     qs = [self.query(q) for q in qids]
     with warnings.catch_warnings():                  # the full benchmark already warned about blank answers
         warnings.simplefilter("ignore")
-        return Benchmark(name or self.name, self.passages, qs, self.relevance, dict(self.info, subset_of=self.name))
+        return Benchmark(name or self.name, self.passages, qs, self.relevance,
+                         dict(self.info, subset_of=self.name))
 
 @patch
 def without_empty_answers(self: Benchmark) -> Benchmark:
     "The same benchmark without the queries that have a blank answer."
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Benchmark(self.name, self.passages, [q for q in self.queries if not q.has_empty_answer], self.relevance,
+        kept = [q for q in self.queries if not q.has_empty_answer]
+        return Benchmark(self.name, self.passages, kept, self.relevance,
                          dict(self.info, dropped_empty_answers=sum(q.has_empty_answer for q in self.queries)))
 
+# %% ../nbs/00a_data.ipynb #963fde0d
 @patch
 def passage_texts(self: Benchmark, with_title: bool = False) -> list[str]:
     "Each passage's text, optionally preceded by its title (when it has one)."
@@ -191,12 +224,14 @@ def check_images(self: Benchmark) -> None:
     missing = [(q.qid, q.image) for q in self.queries if q.image is None or not q.image.is_file()]
     if missing:
         shown = "; ".join(f"query {qid!r}: {img}" for qid, img in missing[:3])
-        raise FileNotFoundError(f"{self.name}: {len(missing)} of {len(self)} query images not found ({shown})")
+        raise FileNotFoundError(f"{self.name}: {len(missing)} of {len(self)} query images not found "
+                                f"({shown})")
 
 # %% ../nbs/00a_data.ipynb #468e3489
 def toy_benchmark() -> Benchmark:
     "Five passages and two queries ('Paris', 'bear'), for examples and tests."
-    passages = [Passage("p0", "Paris", "Paris is the capital of France."), Passage("p1", "Seine", "The Seine flows through paris."),
+    passages = [Passage("p0", "Paris", "Paris is the capital of France."),
+                Passage("p1", "Seine", "The Seine flows through paris."),
                 Passage("p2", "Lyon", "Lyon is a city in France."), Passage("p3", "Bear", "Bears eat honey."),
                 Passage("p4", "Bearing", "A ball bearing reduces friction.")]
     queries = [Query("qa", None, "What is the capital of this country?", ["Paris"], family="capital"),
@@ -209,20 +244,25 @@ def match_raw(answer: str, text: str) -> bool:
     return answer in text
 
 def match_lower(answer: str, text: str) -> bool:
-    "VRR `eval_knowledge.py`: the answer is a substring of the lower-cased passage (the answer is not lower-cased)."
+    """VRR `eval_knowledge.py`: the answer is a substring of the lower-cased passage
+    (the answer is not lower-cased)."""
     return answer in text.lower()
 
 def match_word(answer: str, text: str) -> bool:
-    "Both lower-cased; the answer must not touch a word character on either side (a blank answer matches every text)."
+    """Both lower-cased; the answer must not touch a word character on either side
+    (a blank answer matches every text)."""
     if not answer.strip(): return True
     return re.search(rf"(?<!\w){re.escape(answer.lower())}(?!\w)", text.lower()) is not None
 
 MATCHERS: dict[str, Callable[[str, str], bool]] = {"raw": match_raw, "lower": match_lower, "word": match_word}
 
+# %% ../nbs/00a_data.ipynb #cd768af9
 def answer_regex(answers: Sequence[str], rule: str) -> re.Pattern:
-    "One regex finding any of `answers` under `rule`; search it in the text as is (`raw`) or lower-cased (`lower`, `word`)."
+    """One regex finding any of `answers` under `rule`; search it in the text as is (`raw`)
+    or lower-cased (`lower`, `word`)."""
     if rule not in MATCHERS: raise ValueError(f"rule must be one of {list(MATCHERS)}, got {rule!r}")
-    if rule == "word" and any(not a.strip() for a in answers): return re.compile("")   # a blank answer matches every text
+    # a blank answer matches every text
+    if rule == "word" and any(not a.strip() for a in answers): return re.compile("")
     alts = sorted({re.escape(a.lower() if rule == "word" else a) for a in answers}, key=len, reverse=True)
     if rule == "word": return re.compile(r"(?<!\w)(?:" + "|".join(alts) + r")(?!\w)")
     return re.compile("|".join(alts))
@@ -231,7 +271,8 @@ def answer_regex(answers: Sequence[str], rule: str) -> re.Pattern:
 _WORD = re.compile(r"\w+")
 
 class AnswerIndex:
-    "The passages containing an answer under the `word` rule, found through a word index, then the exact regex."
+    """The passages containing an answer under the `word` rule, found through a word index,
+    then the exact regex."""
     def __init__(self, texts: Sequence[str]):
         self.low = [t.lower() for t in texts]
         self.postings: dict[str, set[int]] = {}
@@ -243,6 +284,8 @@ class AnswerIndex:
         pat, hits = answer_regex(answers, "word"), set()
         for a in answers:
             words = _WORD.findall(a.lower())
-            cand = set.intersection(*(self.postings.get(w, set()) for w in words)) if words else range(len(self.low))
+            # passages holding every word of the answer (all of them for an answer without words)
+            cand = (set.intersection(*(self.postings.get(w, set()) for w in words)) if words
+                    else range(len(self.low)))
             hits.update(i for i in cand if i not in hits and pat.search(self.low[i]))
         return sorted(hits)
