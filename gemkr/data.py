@@ -12,8 +12,8 @@ import numpy as np
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['Box', 'RELEVANCE', 'MATCHERS', 'Passage', 'Scene', 'Query', 'Benchmark', 'toy_benchmark', 'match_raw', 'match_lower',
-           'match_word', 'answer_regex', 'AnswerIndex']
+__all__ = ['Box', 'RELEVANCE', 'MATCHERS', 'Passage', 'Scene', 'Query', 'show_query', 'Benchmark', 'toy_benchmark', 'match_raw',
+           'match_lower', 'match_word', 'answer_regex', 'AnswerIndex']
 
 # %% ../nbs/00a_data.ipynb #d1ba79eb
 @dataclass(frozen=True)
@@ -113,6 +113,24 @@ def _check_query(q: Query) -> None:
     if q.scene is not None and not isinstance(q.scene, Scene):
         raise TypeError(f"{where}: scene must be a Scene, got {type(q.scene).__name__}")
     if q.answer_passages is not None: q.answer_passages = frozenset(int(r) for r in q.answer_passages)
+
+# %% ../nbs/00a_data.ipynb #e72f586d
+def show_query(q: Query, ax=None, image: bool = True):
+    "Draw `q`'s image (a blank canvas if it has none) with its scene's boxes; the target box in red."
+    import matplotlib.pyplot as plt
+    if q.scene is None: raise ValueError(f"query {q.qid!r} has no scene to draw")
+    (w, h), ax = q.scene.size, ax or plt.subplots(figsize=(4, 4))[1]
+    if image and q.image is not None and Path(q.image).is_file():
+        from PIL import Image
+        ax.imshow(Image.open(q.image).convert("RGB"))
+    else: ax.imshow(np.full((h, w, 3), 240, np.uint8))
+    for i, ((x0, y0, x1, y1), name) in enumerate(zip(q.scene.boxes, q.scene.names)):
+        col = "red" if i == q.scene.target else "tab:blue"
+        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=col, lw=2))
+        ax.text(x0, y0 - 3, name, color=col, fontsize=8, va="bottom")
+    ax.set_title(f"{q.question}\n(target: {q.scene.entity_name}, {q.scene.expression})", fontsize=9)
+    ax.set_xlim(0, w); ax.set_ylim(h, 0); ax.set_xticks([]); ax.set_yticks([])
+    return ax
 
 # %% ../nbs/00a_data.ipynb #4a8af7a3
 RELEVANCE = ("answer", "gold")
