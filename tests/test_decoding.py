@@ -1,7 +1,7 @@
 """The exported decoding API used as a library (no notebook globals): catches missing imports in exported cells."""
 import numpy as np, torch
-from transformers import LlamaConfig, LlamaForCausalLM
 from gemkr.fmindex import FMIndex
+from gemkr.testing import tiny_llama
 from gemkr.decoding import (DecodingConfig, FMIndexLogitsProcessor, fm_prefix_allowed_tokens_fn, diverse_beam_search,
                             retrieve, rank_documents, Clue)
 
@@ -9,10 +9,7 @@ from gemkr.decoding import (DecodingConfig, FMIndexLogitsProcessor, fm_prefix_al
 def _setup(seed=0):
     rng = np.random.default_rng(seed)
     docs = [[1] + rng.integers(3, 20, rng.integers(3, 12)).tolist() + [2] for _ in range(30)]
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=24, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    return docs, FMIndex.build(docs, vocab_size=24), LlamaForCausalLM(cfg).eval()
+    return docs, FMIndex.build(docs, vocab_size=24), tiny_llama(24, hidden=16, layers=1, heads=2, intermediate=32, seed=seed)
 
 
 def test_processor_and_prefix_fn_agree():

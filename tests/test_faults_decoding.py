@@ -4,9 +4,10 @@ Tiny random LLaMAs (vocabulary 24) and a random 30-document KB: the whole file r
 """
 import dataclasses
 import numpy as np, pytest, torch
-from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
+from transformers import LogitsProcessorList
 from transformers.utils import logging as hf_logging
 from gemkr.fmindex import FMIndex
+from gemkr.testing import tiny_llama
 from gemkr.decoding import (DecodingConfig, FMIndexLogitsProcessor, fm_prefix_allowed_tokens_fn, diverse_beam_search,
                             retrieve, rank_documents, Clue, clues_from_beams, IMPOSSIBLE)
 
@@ -16,11 +17,7 @@ CFG = DecodingConfig(max_clue_len=4)
 
 
 def llama(vocab_size=V, seed=0):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1,
-                      eos_token_id=EOS, pad_token_id=PAD)
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_llama(vocab_size, hidden=16, layers=1, heads=2, intermediate=32, seed=seed, eos_token_id=EOS, pad_token_id=PAD)
 
 
 @pytest.fixture(scope="module")
