@@ -16,7 +16,7 @@ from .benchmarks import Benchmark, Query
 # %% auto #0
 __all__ = ['METHODS', 'BASELINE_NAMES', 'BaselineConfig', 'BM25Index', 'bm25_baseline', 'bm25_with_entity', 'random_baseline',
            'run_baseline', 'save_rankings', 'load_rankings', 'mini_baseline_results', 'summarize', 'by_pictures',
-           'mini_baselines_cli']
+           'by_family', 'mini_baselines_cli']
 
 # %% ../nbs/04b_baselines.ipynb #a74c3df4
 METHODS = ("bm25", "bm25_entity", "random")
@@ -24,7 +24,8 @@ METHODS = ("bm25", "bm25_entity", "random")
 @dataclass(frozen=True)
 class BaselineConfig:
     "A text-only retrieval baseline; BM25 settings are bm25s's defaults (Lucene BM25)."
-    method: str = "bm25"             # "bm25" (question), "bm25_entity" (question + pictured entity's name), "random"
+    # "bm25" (question), "bm25_entity" (question + pictured entity's name), "random"
+    method: str = "bm25"
     k: int = 10                      # passages returned per query (the paper reports up to R@10)
     seed: int = 0                    # random baseline
     k1: float = 1.5                  # BM25 term-frequency saturation
@@ -35,13 +36,16 @@ class BaselineConfig:
     with_title: bool = True          # index "title text" (GS112K and ReMuQ passages have no title)
 
     def __post_init__(self):
-        if self.method not in METHODS: raise ValueError(f"BaselineConfig.method must be one of {METHODS}, got {self.method!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"BaselineConfig.method must be one of {METHODS}, got {self.method!r}")
         check_int(self.k, "BaselineConfig.k", min=1); check_int(self.seed, "BaselineConfig.seed", min=0)
-        check_float(self.k1, "BaselineConfig.k1", min=0); check_float(self.b, "BaselineConfig.b", min=0, max=1)
+        check_float(self.k1, "BaselineConfig.k1", min=0)
+        check_float(self.b, "BaselineConfig.b", min=0, max=1)
 
 # %% ../nbs/04b_baselines.ipynb #0b286dd9
 class BM25Index:
-    "bm25s over a list of passage texts, with one tokenizer (lower-case, stop words, Snowball stems) for texts and questions."
+    """bm25s over a list of passage texts, with one tokenizer
+    (lower-case, stop words, Snowball stems) for texts and questions."""
     def __init__(self, texts: list[str], cfg: BaselineConfig | None = None):
         cfg = cfg or BaselineConfig()
         if not texts: raise ValueError("BM25Index: no passages to index")
@@ -49,34 +53,42 @@ class BM25Index:
         if cfg.stemmer:
             import Stemmer   # PyStemmer
             stemmer = Stemmer.Stemmer(cfg.stemmer)
-        self.tokenizer = bm25s.tokenization.Tokenizer(lower=True, stopwords=cfg.stopwords or [], stemmer=stemmer)
+        self.tokenizer = bm25s.tokenization.Tokenizer(lower=True, stopwords=cfg.stopwords or [],
+                                                      stemmer=stemmer)
         self.model = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.variant)
-        self.model.index(self.tokenizer.tokenize(list(texts), return_as="ids", show_progress=False), show_progress=False)
+        self.model.index(self.tokenizer.tokenize(list(texts), return_as="ids", show_progress=False),
+                         show_progress=False)
         self.n = len(texts)
 
     def search(self, questions: list[str], k: int) -> list[list[int]]:
         "The top-k passage indices of each question, best first; passages that score 0 are left out."
-        ids = self.tokenizer.tokenize(list(questions), update_vocab=False, return_as="ids", show_progress=False)
+        ids = self.tokenizer.tokenize(list(questions), update_vocab=False, return_as="ids",
+                                      show_progress=False)
         docs, scores = self.model.retrieve(ids, k=min(k, self.n), show_progress=False, n_threads=1)
         return [[int(d) for d, s in zip(dr, sr) if s > 0] for dr, sr in zip(docs, scores)]
 
 # %% ../nbs/04b_baselines.ipynb #3589e247
-def bm25_baseline(bench: Benchmark, cfg: BaselineConfig | None = None, index: BM25Index | None = None) -> dict[str, list[int]]:
+def bm25_baseline(bench: Benchmark, cfg: BaselineConfig | None = None,
+                  index: BM25Index | None = None) -> dict[str, list[int]]:
     "BM25 over the passages with the question text; top `cfg.k` per query."
     cfg = cfg or BaselineConfig()
     index = index or BM25Index(bench.passage_texts(with_title=cfg.with_title), cfg)
     return dict(zip([q.qid for q in bench.queries], index.search([q.question for q in bench.queries], cfg.k)))
 
-def bm25_with_entity(bench: Benchmark, entity_name: Callable[[Query], str] | None = None, cfg: BaselineConfig | None = None,
+def bm25_with_entity(bench: Benchmark, entity_name: Callable[[Query], str] | None = None,
+                     cfg: BaselineConfig | None = None,
                      index: BM25Index | None = None) -> dict[str, list[int]]:
-    "The text oracle: BM25 with the pictured entity's name (`entity_name(query)`, else `query.scene.entity_name`) appended."
+    """The text oracle: BM25 with the pictured entity's name (`entity_name(query)`, else
+    `query.scene.entity_name`) appended."""
     cfg = cfg or BaselineConfig(method="bm25_entity")
     index = index or BM25Index(bench.passage_texts(with_title=cfg.with_title), cfg)
     texts = []
     for q in bench.queries:
-        name = entity_name(q) if entity_name is not None else q.scene.entity_name if q.scene is not None else None
+        if entity_name is not None: name = entity_name(q)
+        else: name = q.scene.entity_name if q.scene is not None else None
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"{bench.name}: query {q.qid!r} has no entity name (pass entity_name=, or give the query a scene)")
+            raise ValueError(f"{bench.name}: query {q.qid!r} has no entity name (pass entity_name=, or give "
+                             "the query a scene)")
         texts.append(f"{q.question} {name}")
     return dict(zip([q.qid for q in bench.queries], index.search(texts, cfg.k)))
 
@@ -84,8 +96,8 @@ def bm25_with_entity(bench: Benchmark, entity_name: Callable[[Query], str] | Non
 def random_baseline(bench: Benchmark, seed: int = 0, k: int = 10) -> dict[str, list[int]]:
     "k distinct passages drawn uniformly for each query; the draw depends only on (seed, qid)."
     n = len(bench.passages)
-    return {q.qid: np.random.default_rng([seed, zlib.crc32(q.qid.encode())]).choice(n, size=min(k, n), replace=False).tolist()
-            for q in bench.queries}
+    rng = lambda q: np.random.default_rng([seed, zlib.crc32(q.qid.encode())])
+    return {q.qid: rng(q).choice(n, size=min(k, n), replace=False).tolist() for q in bench.queries}
 
 # %% ../nbs/04b_baselines.ipynb #162d8395
 def run_baseline(bench: Benchmark, cfg: BaselineConfig, entity_name: Callable[[Query], str] | None = None,
@@ -98,7 +110,8 @@ def run_baseline(bench: Benchmark, cfg: BaselineConfig, entity_name: Callable[[Q
 def save_rankings(rankings: dict[str, list[int]], path, cfg=None) -> Path:
     "Write `rankings` as JSON to `path` atomically, and `cfg` (a dataclass config) beside it."
     path = Path(path)
-    with atomic_write(path, "w", encoding="utf-8") as f: json.dump({q: [int(d) for d in r] for q, r in rankings.items()}, f)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump({q: [int(d) for d in r] for q, r in rankings.items()}, f)
     if cfg is not None: save_config(cfg, config_path(path))
     return path
 
@@ -114,7 +127,8 @@ from typing import Sequence
 import pandas as pd
 from fastcore.script import call_parse, Param
 
-BASELINE_NAMES = {"random": "random", "bm25": "BM25 (question)", "bm25_entity": "BM25 + entity name (text oracle)"}
+BASELINE_NAMES = {"random": "random", "bm25": "BM25 (question)",
+                  "bm25_entity": "BM25 + entity name (text oracle)"}
 
 def _scores(bench: Benchmark, rankings: dict, ks, match: str) -> pd.DataFrame:
     "Per-query scores with the number of pictures in each query's scene (None without a scene)."
@@ -125,8 +139,10 @@ def _scores(bench: Benchmark, rankings: dict, ks, match: str) -> pd.DataFrame:
 
 # %% ../nbs/04b_baselines.ipynb #e0dca33b
 def mini_baseline_results(splits: Sequence[str] = ("test", "test_heldout"), cfg: BaselineConfig | None = None,
-                          ks: Sequence[int] = (1, 5, 10), match: str = "word", load: Callable | None = None) -> pd.DataFrame:
-    "Per-query scores of every baseline on GeMKR-Mini splits: columns split, baseline, relevance, family, n_pictures, metrics."
+                          ks: Sequence[int] = (1, 5, 10), match: str = "word",
+                          load: Callable | None = None) -> pd.DataFrame:
+    """Per-query scores of every baseline on GeMKR-Mini splits: columns
+    split, baseline, relevance, family, n_pictures, metrics."""
     if load is None: from gemkr.benchmarks import load_mini as load   # load(split, relevance) -> Benchmark
     cfg = cfg or BaselineConfig()
     frames, index = [], None
@@ -135,8 +151,10 @@ def mini_baseline_results(splits: Sequence[str] = ("test", "test_heldout"), cfg:
             bench = load(split, relevance)
             index = index or BM25Index(bench.passage_texts(with_title=cfg.with_title), cfg)
             for method, name in BASELINE_NAMES.items():
-                per = _scores(bench, run_baseline(bench, dataclasses.replace(cfg, method=method), index=index), ks, match)
-                per.insert(0, "relevance", relevance); per.insert(0, "baseline", name); per.insert(0, "split", split)
+                per = _scores(bench, run_baseline(bench, dataclasses.replace(cfg, method=method),
+                                                  index=index), ks, match)
+                per.insert(0, "relevance", relevance); per.insert(0, "baseline", name)
+                per.insert(0, "split", split)
                 frames.append(per.reset_index())
     return pd.concat(frames, ignore_index=True)
 
@@ -150,9 +168,17 @@ def summarize(per: pd.DataFrame, by: Sequence[str] = ("split", "relevance", "bas
     return out.round(1)
 
 def by_pictures(per: pd.DataFrame, metrics=("R@5", "MRR@10")) -> pd.DataFrame:
-    "`metrics` (percent) per split and baseline, one column per number of pictures in the scene, in increasing order."
-    table = summarize(per, by=("split", "baseline", "n_pictures"), metrics=metrics).drop(columns="n").unstack("n_pictures")
-    return table.reindex(columns=sorted(table.columns.get_level_values("n_pictures").unique()), level="n_pictures")
+    """`metrics` (percent) per split and baseline, one column
+    per number of pictures in the scene, in increasing order."""
+    table = summarize(per, by=("split", "baseline", "n_pictures"),
+                      metrics=metrics).drop(columns="n").unstack("n_pictures")
+    return table.reindex(columns=sorted(table.columns.get_level_values("n_pictures").unique()),
+                         level="n_pictures")
+
+def by_family(per: pd.DataFrame, metric: str = "R@5") -> pd.DataFrame:
+    "`metric` (percent) per split and baseline, one column per question family, in alphabetical order."
+    table = summarize(per, by=("split", "baseline", "family"), metrics=(metric,))[metric].unstack("family")
+    return table[sorted(table.columns)]
 
 # %% ../nbs/04b_baselines.ipynb #b71855b0
 @call_parse
@@ -167,8 +193,7 @@ def mini_baselines_cli(
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summarize(per).to_string())
         print("\nR@5 (%) per family, gold relevance:")
-        gold = summarize(per[per.relevance == "gold"], by=("split", "baseline", "family"), metrics=("R@5",))
-        print(gold["R@5"].unstack("family").to_string())
+        print(by_family(per[per.relevance == "gold"]).to_string())
     if out:
         with atomic_write(out, "w") as f: per.to_csv(f, index=False)
         save_config(cfg, config_path(out))

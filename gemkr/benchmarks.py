@@ -31,7 +31,8 @@ def _existing(path, what: str = "file") -> Path:
     return path
 
 def _read_text(path) -> str:
-    "The whole text of a UTF-8 file, a byte-order mark skipped; a byte that is not UTF-8 names the file and line."
+    """The whole text of a UTF-8 file, a byte-order mark skipped;
+    a byte that is not UTF-8 names the file and line."""
     return "".join(line for _, line in text_lines(_existing(path)))
 
 # %% ../nbs/04_evaluation.ipynb #1e8744cb
@@ -39,33 +40,45 @@ _WS = re.compile(r"\s*")
 _KIND = {dict: "object", list: "array"}
 
 class _LineAt:
-    "The line number of a position in `text`, for positions asked in increasing order (counting only the new newlines)."
+    """The line number of a position in `text`, for positions
+    asked in increasing order (counting only the new newlines)."""
     def __init__(self, text: str): self.text, self.line, self.last = text, 1, 0
     def __call__(self, pos: int) -> int:
         self.line += self.text.count("\n", self.last, pos); self.last = pos
         return self.line
 
+def _after_record(text: str, pos: int, path, at: _LineAt) -> int:
+    "Past the ',' (and spaces) after a record, or at the closing ']'; errors name the file and line."
+    if text[pos:pos + 1] == ",":
+        pos = _WS.match(text, pos + 1).end()
+        if text[pos:pos + 1] == "]":
+            raise ValueError(f"{path}, line {at(pos)}: not valid JSON (a comma before ']')")
+    elif text[pos:pos + 1] != "]":
+        raise ValueError(f"{path}, line {at(pos)}: expected ',' or ']' after a record")
+    return pos
+
 # %% ../nbs/04_evaluation.ipynb #8438ca08
 def iter_json_array(path, kind: type = dict) -> Iterator[tuple[int, dict | list]]:
-    "The records (each a `kind`: dict or list) of a JSON-array file, with the line each starts on; errors name the file and line."
+    """The records (each a `kind`: dict or list) of a JSON-array file, with the line each starts on;
+    errors name the file and line."""
     path = _existing(path)
     text, dec = _read_text(path), json.JSONDecoder()
     at = _LineAt(text)
     pos = _WS.match(text).end()
-    if text[pos:pos + 1] != "[": raise ValueError(f"{path}, line {at(pos)}: expected a JSON array, found {text[pos:pos + 20]!r}")
+    if text[pos:pos + 1] != "[":
+        raise ValueError(f"{path}, line {at(pos)}: expected a JSON array, found {text[pos:pos + 20]!r}")
     pos, i = _WS.match(text, pos + 1).end(), 0
     while text[pos:pos + 1] != "]":
         try: rec, end = dec.raw_decode(text, pos)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
         if not isinstance(rec, kind):
-            raise ValueError(f"{path}, line {at(pos)}: record {i} is a {type(rec).__name__}, expected a JSON {_KIND[kind]}")
+            raise ValueError(f"{path}, line {at(pos)}: record {i} is a {type(rec).__name__}, expected a JSON "
+                             f"{_KIND[kind]}")
         yield at(pos), rec
-        pos, i = _WS.match(text, end).end(), i + 1
-        if text[pos:pos + 1] == ",":
-            pos = _WS.match(text, pos + 1).end()
-            if text[pos:pos + 1] == "]": raise ValueError(f"{path}, line {at(pos)}: not valid JSON (a comma before ']')")
-        elif text[pos:pos + 1] != "]": raise ValueError(f"{path}, line {at(pos)}: expected ',' or ']' after a record")
-    if text[_WS.match(text, pos + 1).end():]: raise ValueError(f"{path}, line {at(pos)}: text after the end of the array")
+        pos, i = _after_record(text, _WS.match(text, end).end(), path, at), i + 1
+    if text[_WS.match(text, pos + 1).end():]:
+        raise ValueError(f"{path}, line {at(pos)}: text after the end of the array")
 
 # %% ../nbs/04_evaluation.ipynb #7c363637
 def _csv_rows(path, delimiter: str, header: list[str]) -> Iterator[tuple[int, list[str]]]:
@@ -76,31 +89,37 @@ def _csv_rows(path, delimiter: str, header: list[str]) -> Iterator[tuple[int, li
         for row in reader:
             start, end = end + 1, reader.line_num
             if start == 1:
-                if row != header: raise ValueError(f"{path}, line 1: expected the header {header}, found {row[:4]}")
+                if row != header:
+                    raise ValueError(f"{path}, line 1: expected the header {header}, found {row[:4]}")
                 continue
             if not row: continue
             if len(row) != len(header):
-                raise ValueError(f"{path}, line {start}: expected {len(header)} columns ({','.join(header)}), found {len(row)}")
+                raise ValueError(f"{path}, line {start}: expected {len(header)} columns "
+                                 f"({','.join(header)}), found {len(row)}")
             yield start, row
     except csv.Error as e: raise ValueError(f"{path}, line {end + 1}: not valid CSV ({e})") from None
     if end == 0: raise ValueError(f"{path}, line 1: the file is empty; expected the header {header}")
 
 # %% ../nbs/04_evaluation.ipynb #e224cabf
 def _no_rows(path, passages: list) -> None:
-    if not passages: raise ValueError(f"{path}: no passages after the header on line 1; a corpus needs at least one")
+    if not passages:
+        raise ValueError(f"{path}: no passages after the header on line 1; a corpus needs at least one")
 
 def read_kid_text_csv(path, normalize: bool = False) -> list[Passage]:
-    "Passages of a `kid,text` CSV (GS112K, ReMuQ) as distributed; `normalize` applies GeMKR's `\\n`->space and `strip()`."
+    """Passages of a `kid,text` CSV (GS112K, ReMuQ) as distributed;
+    `normalize` applies GeMKR's `\\n`->space and `strip()`."""
     out, lines = [], []
     for line, (kid, text) in _csv_rows(path, ",", ["kid", "text"]):
         if not kid.strip(): raise ValueError(f"{path}, line {line}: empty kid")
-        out.append(Passage(kid, "", text.replace("\n", " ").strip() if normalize else text)); lines.append(line)
+        out.append(Passage(kid, "", text.replace("\n", " ").strip() if normalize else text))
+        lines.append(line)
     _no_rows(path, out)
     _unique_index([p.id for p in out], "passage id", lambda i: f"{path}, line {lines[i]}")
     return out
 
 def dedup_texts(passages: Sequence[Passage]) -> list[Passage]:
-    "GeMKR's de-duplication: one passage per distinct text, at its first place, with the id of its last occurrence."
+    """GeMKR's de-duplication: one passage per distinct text, at its first place,
+    with the id of its last occurrence."""
     keep: dict[str, Passage] = {}
     for p in passages: keep[p.text] = p   # a dict keeps a key's first position and its latest value
     return list(keep.values())
@@ -136,7 +155,8 @@ def _ctx_ids(rec: dict) -> list[str]:
     ctxs = rec.get("ctxs") or []
     if not isinstance(ctxs, list): raise ValueError(f"'ctxs' must be a list, got {type(ctxs).__name__}")
     for j, c in enumerate(ctxs):
-        if not isinstance(c, dict) or "id" not in c: raise ValueError(f"ctxs[{j}] has no 'id' (got {str(c)[:60]})")
+        if not isinstance(c, dict) or "id" not in c:
+            raise ValueError(f"ctxs[{j}] has no 'id' (got {str(c)[:60]})")
     return [_ident(c["id"], f"ctxs[{j}].id") for j, c in enumerate(ctxs)]
 
 # %% ../nbs/04_evaluation.ipynb #b53412b4
@@ -145,8 +165,10 @@ def _from_retriever(rec: dict, i: int, image_dir) -> Query:
     _need(rec, "question", "question_id", "answers")
     question, caption = _text(rec, "question"), _text(rec, "caption", optional=True)
     if caption and question.endswith(caption): question = question[: -len(caption)].strip()
-    if not isinstance(rec["answers"], (dict, list)): raise ValueError(f"answers must be an object or a list, got {rec['answers']!r}")
-    meta = dict(question_id=rec["question_id"], img_id=rec.get("img_id"), caption=caption, positive_ids=_ctx_ids(rec))
+    if not isinstance(rec["answers"], (dict, list)):
+        raise ValueError(f"answers must be an object or a list, got {rec['answers']!r}")
+    meta = dict(question_id=rec["question_id"], img_id=rec.get("img_id"), caption=caption,
+                positive_ids=_ctx_ids(rec))
     img = _image(image_dir, _text(rec, "img_id")) if image_dir is not None and "img_id" in rec else None
     return Query(_ident(rec["question_id"], "question_id"), img, question, list(rec["answers"]), meta=meta)
 
@@ -163,29 +185,39 @@ def _from_gemkr(rec: dict, i: int, image_dir) -> Query:
 def _read_json(path, key: str) -> list:
     "The list under `key` of a JSON-object file; errors name the file (and line)."
     try: obj = json.loads(_read_text(path))
-    except json.JSONDecodeError as e: raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get(key), list):
         raise ValueError(f"{path}: expected a JSON object with a list '{key}'")
     return obj
 
 # %% ../nbs/04_evaluation.ipynb #95845da6
-def _okvqa_official(path: Path, annotations_json, image_dir) -> list[tuple[str, Query]]:
-    "OK-VQA's own question file joined with its annotation file on question_id."
-    qs = _read_json(path, "questions")
-    split = qs.get("data_subtype", "val2014")
-    ann_path = _existing(annotations_json if annotations_json is not None else path.parent / f"mscoco_{split}_annotations.json")
+def _okvqa_answers(ann_path: Path) -> dict:
+    "question_id -> its answers in OK-VQA's annotations: the raw ones, then the normalised ones, each once."
     answers = {}
     for j, a in enumerate(_read_json(ann_path, "annotations")["annotations"]):
         try: answers[a["question_id"]] = list(dict.fromkeys([x["raw_answer"] for x in a["answers"]] +
                                                             [x["answer"] for x in a["answers"]]))
-        except (KeyError, TypeError) as e: raise ValueError(f"{ann_path}, annotations[{j}]: missing or malformed {e}") from None
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{ann_path}, annotations[{j}]: missing or malformed {e}") from None
+    return answers
+
+# %% ../nbs/04_evaluation.ipynb #0c44e4a8
+def _okvqa_official(path: Path, annotations_json, image_dir) -> list[tuple[str, Query]]:
+    "OK-VQA's own question file joined with its annotation file on question_id."
+    qs = _read_json(path, "questions")
+    split = qs.get("data_subtype", "val2014")
+    ann_path = _existing(annotations_json if annotations_json is not None
+                         else path.parent / f"mscoco_{split}_annotations.json")
+    answers = _okvqa_answers(ann_path)
     out = []
     for j, rec in enumerate(qs["questions"]):
         where = f"{path}, questions[{j}]"
         try:
             _need(rec, "image_id", "question", "question_id")
             qid = _ident(rec["question_id"], "question_id")
-            if rec["question_id"] not in answers: raise ValueError(f"question_id {rec['question_id']} has no annotation in {ann_path}")
+            if rec["question_id"] not in answers:
+                raise ValueError(f"question_id {rec['question_id']} has no annotation in {ann_path}")
             image = _image(image_dir, coco_image_name(rec["image_id"], split))
             out.append((where, Query(qid, image, _text(rec, "question"), answers[rec["question_id"]],
                                      meta=dict(question_id=rec["question_id"], image_id=rec["image_id"]))))
@@ -194,7 +226,8 @@ def _okvqa_official(path: Path, annotations_json, image_dir) -> list[tuple[str, 
 
 # %% ../nbs/04_evaluation.ipynb #9d5cbba2
 def read_okvqa_queries(questions_json, image_dir=None, annotations_json=None) -> list[Query]:
-    "OK-VQA questions from a VRR retriever JSON, GeMKR's test.json, or OK-VQA's questions + annotations files."
+    """OK-VQA questions from a VRR retriever JSON, GeMKR's test.json,
+    or OK-VQA's questions + annotations files."""
     path = _existing(questions_json)
     if _read_text(path).lstrip()[:1] == "{": located = _okvqa_official(path, annotations_json, image_dir)
     else:
@@ -205,7 +238,8 @@ def read_okvqa_queries(questions_json, image_dir=None, annotations_json=None) ->
                 convert = _from_gemkr if "input" in rec else _from_retriever
                 located.append((where, convert(rec, i, image_dir)))
             except (ValueError, TypeError) as e: raise ValueError(f"{where}: {e}") from None
-    if not located: raise ValueError(f"{path}, line 1: no questions (an empty list); expected the OK-VQA questions")
+    if not located:
+        raise ValueError(f"{path}, line 1: no questions (an empty list); expected the OK-VQA questions")
     for where, q in located:
         if not q.answers: raise ValueError(f"{where}: no answers")
     _unique_index([q.qid for _, q in located], "question id", lambda i: located[i][0])
@@ -225,36 +259,47 @@ class Protocol:
     "How one paper's official code reads the passages and scores a ranking, fixed together under one name."
     name: str
     match: str          # answer-matching rule, a key of MATCH_RULES
-    repeats: str        # a passage listed twice in a ranking: "count" each time, "dedup" (keep the first), "refuse" (an error)
-    normalize: bool     # match against texts with '\n' -> ' ' and stripped (GeMKR's id2text.json), not the distributed ones
+    # a passage listed twice in a ranking: "count" each time, "dedup" (keep the first), "refuse" (an error)
+    repeats: str
+    # match against texts with '\n' -> ' ' and stripped (GeMKR's id2text.json), not the distributed ones
+    normalize: bool
     dedup_texts: bool   # keep one passage per distinct text, as GeMKR's index does
     source: str         # the official code it reproduces
 
     def __post_init__(self):
-        if self.match not in MATCH_RULES: raise ValueError(f"Protocol.match must be one of {list(MATCH_RULES)}, got {self.match!r}")
-        if self.repeats not in REPEATS: raise ValueError(f"Protocol.repeats must be one of {REPEATS}, got {self.repeats!r}")
+        if self.match not in MATCH_RULES:
+            raise ValueError(f"Protocol.match must be one of {list(MATCH_RULES)}, got {self.match!r}")
+        if self.repeats not in REPEATS:
+            raise ValueError(f"Protocol.repeats must be one of {REPEATS}, got {self.repeats!r}")
 
 # %% ../nbs/04_evaluation.ipynb #c96410aa
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
-    Protocol("vrr", "lower", "count", normalize=False, dedup_texts=False, source="VRR evaluation/eval_knowledge.py"),
-    Protocol("gemkr", "raw", "dedup", normalize=True, dedup_texts=True, source="GeMKR eval.py over index/id2text.json"),
-    Protocol("flmr", "flmr", "count", normalize=False, dedup_texts=False, source="FLMR examples/example_use_flmr.py"),
+    Protocol("vrr", "lower", "count", normalize=False, dedup_texts=False,
+             source="VRR evaluation/eval_knowledge.py"),
+    Protocol("gemkr", "raw", "dedup", normalize=True, dedup_texts=True,
+             source="GeMKR eval.py over index/id2text.json"),
+    Protocol("flmr", "flmr", "count", normalize=False, dedup_texts=False,
+             source="FLMR examples/example_use_flmr.py"),
 ]}
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
     "The protocol named `protocol` (or `protocol` itself)."
     if isinstance(protocol, Protocol): return protocol
-    if protocol not in PROTOCOLS: raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
     return PROTOCOLS[protocol]
 
 # %% ../nbs/04_evaluation.ipynb #c473b7b8
-def corpus_options(protocol=None, normalize: bool | None = None, dedup: bool | None = None) -> tuple[bool, bool]:
-    "`(normalize, dedup)` for a corpus: the protocol's, or as given (default False); a conflict with the protocol is an error."
+def corpus_options(protocol=None, normalize: bool | None = None,
+                   dedup: bool | None = None) -> tuple[bool, bool]:
+    """`(normalize, dedup)` for a corpus: the protocol's, or as given (default False);
+    a conflict with the protocol is an error."""
     if protocol is None: return bool(normalize), bool(dedup)
     p = get_protocol(protocol)
     for name, given, fixed in (("normalize", normalize, p.normalize), ("dedup", dedup, p.dedup_texts)):
         if given is not None and bool(given) != fixed:
-            raise ValueError(f"protocol {p.name!r} reads the corpus with {name}={fixed}; leave {name} out or pass {fixed}")
+            raise ValueError(f"protocol {p.name!r} reads the corpus with {name}={fixed}; leave {name} out or "
+                             f"pass {fixed}")
     return p.normalize, p.dedup_texts
 
 # %% ../nbs/04_evaluation.ipynb #6521321c
@@ -275,8 +320,10 @@ def load_gs112k(corpus_csv=None, questions_json=None, image_dir=None, annotation
     passages = read_kid_text_csv(corpus_csv, normalize=normalize)
     n_rows = len(passages)
     if dedup: passages = dedup_texts(passages)
-    queries, dropped = _keep_queries(read_okvqa_queries(questions_json, image_dir, annotations_json), drop_empty_answers)
-    info = dict(corpus=str(corpus_csv), questions=str(questions_json), image_dir=str(image_dir), normalize=normalize, dedup=dedup,
+    queries, dropped = _keep_queries(read_okvqa_queries(questions_json, image_dir, annotations_json),
+                                     drop_empty_answers)
+    info = dict(corpus=str(corpus_csv), questions=str(questions_json), image_dir=str(image_dir),
+                normalize=normalize, dedup=dedup,
                 duplicate_texts_dropped=n_rows - len(passages), dropped_empty_answers=dropped)
     bench = Benchmark("OKVQA-GS112K", passages, queries, "answer", info)
     if check_images: bench.check_images()
@@ -291,13 +338,15 @@ def read_dpr_tsv(path, limit: int | None = None, normalize: bool = False) -> lis
         if limit is not None and len(out) >= limit: break
         if not pid.strip(): raise ValueError(f"{path}, line {line}: empty id")
         text = text.strip('"')
-        out.append(Passage(pid, title, text.replace("\n", " ").strip() if normalize else text)); lines.append(line)
+        out.append(Passage(pid, title, text.replace("\n", " ").strip() if normalize else text))
+        lines.append(line)
     _no_rows(path, out)
     _unique_index([p.id for p in out], "passage id", lambda i: f"{path}, line {lines[i]}")
     return out
 
 # %% ../nbs/04_evaluation.ipynb #19de89d7
-def load_wk21m(psgs_tsv=None, questions_json=None, image_dir=None, annotations_json=None, *, limit: int | None = None,
+def load_wk21m(psgs_tsv=None, questions_json=None, image_dir=None, annotations_json=None, *,
+               limit: int | None = None,
                protocol=None, normalize: bool | None = None, drop_empty_answers: bool = False,
                check_images: bool = False) -> Benchmark:
     "OKVQA-WK21M: DPR's Wikipedia passages and the OK-VQA questions, relevance by answer match."
@@ -306,9 +355,12 @@ def load_wk21m(psgs_tsv=None, questions_json=None, image_dir=None, annotations_j
     questions_json = _existing(_data_path(questions_json, "okvqa", "retriever_test.json"))
     image_dir = _data_path(image_dir, "coco", "val2014")
     passages = read_dpr_tsv(psgs_tsv, limit, normalize)
-    queries, dropped = _keep_queries(read_okvqa_queries(questions_json, image_dir, annotations_json), drop_empty_answers)
-    bench = Benchmark("OKVQA-WK21M", passages, queries, "answer", dict(corpus=str(psgs_tsv), questions=str(questions_json),
-                      image_dir=str(image_dir), limit=limit, normalize=normalize, dropped_empty_answers=dropped))
+    queries, dropped = _keep_queries(read_okvqa_queries(questions_json, image_dir, annotations_json),
+                                     drop_empty_answers)
+    bench = Benchmark("OKVQA-WK21M", passages, queries, "answer",
+                      dict(corpus=str(psgs_tsv), questions=str(questions_json),
+                      image_dir=str(image_dir), limit=limit, normalize=normalize,
+                           dropped_empty_answers=dropped))
     if check_images: bench.check_images()
     return bench
 
@@ -318,14 +370,18 @@ def _line_offsets(lineidx: Path) -> list[int]:
     offsets = []
     for i, line in text_lines(lineidx):
         if not line.strip(): continue
-        if not line.strip().isdigit(): raise ValueError(f"{lineidx}, line {i}: expected a byte offset, found {line.strip()!r}")
+        if not line.strip().isdigit():
+            raise ValueError(f"{lineidx}, line {i}: expected a byte offset, found {line.strip()!r}")
         offsets.append(int(line))
-    if not offsets: raise ValueError(f"{lineidx}: the file is empty; expected one byte offset per line of the image store")
+    if not offsets:
+        raise ValueError(f"{lineidx}: the file is empty; expected one byte offset per line of the image "
+                         "store")
     return offsets
 
 # %% ../nbs/04_evaluation.ipynb #9caebd56
 class TsvImages:
-    "WebQA/ReMuQ image store: `imgs.tsv` lines `<id>\\t<base64>` found through the byte offsets of `imgs.lineidx`."
+    """WebQA/ReMuQ image store: `imgs.tsv` lines `<id>\\t<base64>`
+    found through the byte offsets of `imgs.lineidx`."""
     def __init__(self, tsv, lineidx=None):
         self.tsv = _existing(tsv)
         self.lineidx = _existing(lineidx if lineidx is not None else self.tsv.with_suffix(".lineidx"))
@@ -333,12 +389,14 @@ class TsvImages:
 
     def _line(self, img_id) -> tuple[str, bytes]:
         k = int(img_id) % 10_000_000
-        if k >= len(self.offsets): raise KeyError(f"image {img_id}: {self.lineidx} has {len(self.offsets)} lines, none at {k}")
+        if k >= len(self.offsets):
+            raise KeyError(f"image {img_id}: {self.lineidx} has {len(self.offsets)} lines, none at {k}")
         with open(self.tsv, "rb") as f:
             f.seek(self.offsets[k]); got, _, b64 = f.readline().rstrip(b"\r\n").partition(b"\t")
         try: return got.decode("utf-8"), b64
         except UnicodeDecodeError:
-            raise ValueError(f"{self.tsv}: the line at byte offset {self.offsets[k]} does not start with an image id") from None
+            raise ValueError(f"{self.tsv}: the line at byte offset {self.offsets[k]} does not start with an "
+                             "image id") from None
 
 # %% ../nbs/04_evaluation.ipynb #4793bdd3
 @patch
@@ -346,7 +404,8 @@ def read(self: TsvImages, img_id) -> bytes:
     "The image bytes (a JPEG for WebQA) of `img_id`."
     got, b64 = self._line(img_id)
     if got != str(img_id):
-        raise ValueError(f"{self.tsv}: offset {self.offsets[int(img_id) % 10_000_000]} holds image {got!r}, not {img_id}")
+        raise ValueError(f"{self.tsv}: offset {self.offsets[int(img_id) % 10_000_000]} holds image {got!r}, "
+                         f"not {img_id}")
     return base64.b64decode(b64)
 
 @patch
@@ -360,12 +419,15 @@ def _remuq_query(rec: dict, i: int, where_pid: dict[str, int], corpus_csv: Path)
     q = _from_retriever(rec, i, None)
     if not q.meta["positive_ids"]: raise ValueError("ctxs is empty: no gold passage")
     gold = q.meta["positive_ids"][0]
-    if gold not in where_pid: raise ValueError(f"gold passage id {gold!r} (ctxs[0].id) is not in {corpus_csv.name}")
+    if gold not in where_pid:
+        raise ValueError(f"gold passage id {gold!r} (ctxs[0].id) is not in {corpus_csv.name}")
     return dataclasses.replace(q, relevant=frozenset({where_pid[gold]}))
 
 # %% ../nbs/04_evaluation.ipynb #39b136ed
-def load_remuq(corpus_csv=None, questions_json=None, images_tsv=None, *, check_images: bool = False) -> Benchmark:
-    "ReMuQ: WebQA-based image + question queries over its text corpus, relevance = the gold passage `ctxs[0].id`."
+def load_remuq(corpus_csv=None, questions_json=None, images_tsv=None, *,
+               check_images: bool = False) -> Benchmark:
+    """ReMuQ: WebQA-based image + question queries over its text corpus,
+    relevance = the gold passage `ctxs[0].id`."""
     corpus_csv = _existing(_data_path(corpus_csv, "remuq", "open_corpus_195837.csv"))
     questions_json = _existing(_data_path(questions_json, "remuq", "test.json"))
     passages = read_kid_text_csv(corpus_csv)
@@ -382,7 +444,9 @@ def load_remuq(corpus_csv=None, questions_json=None, images_tsv=None, *, check_i
     if check_images:
         store = TsvImages(images_tsv)
         missing = [q.qid for q in bench.queries if q.meta["img_id"] not in store]
-        if missing: raise FileNotFoundError(f"ReMuQ: {len(missing)} query images not in {images_tsv} (queries {missing[:3]})")
+        if missing:
+            raise FileNotFoundError(f"ReMuQ: {len(missing)} query images not in {images_tsv} (queries "
+                                    f"{missing[:3]})")
     return bench
 
 # %% ../nbs/04_evaluation.ipynb #33941de7

@@ -78,7 +78,8 @@ def allowed_next_tokens(index: FMIndex, clue: Sequence[int], eos_token_id: int, 
 def _not_a_clue(index: FMIndex, clue: list[int], eos: int, max_clue_len: int) -> str | None:
     "Why `clue` (a row's tokens after the prompt) cannot have been produced by the constraint, or None."
     if eos in clue or not clue: return None
-    if len(clue) > max_clue_len: return f"{len(clue)} tokens without EOS, more than max_clue_len={max_clue_len}"
+    if len(clue) > max_clue_len:
+        return f"{len(clue)} tokens without EOS, more than max_clue_len={max_clue_len}"
     if index.count(clue) == 0: return f"{len(clue)} tokens that do not occur in the knowledge base"
     return None
 
@@ -101,9 +102,9 @@ class _FirstStepGuard:
             why = _not_a_clue(self.index, c, self.eos, self.max_clue_len)
             if why: raise ValueError(
                 f"{self.who}: at the first step, row {i} holds {why} after prompt_length="
-                f"{self.prompt_length}: the prompt is read as the clue. The constraint must see only generated "
-                "tokens: with generate(input_ids=...), pass prompt_length=input_ids.shape[1]; with "
-                "inputs_embeds, prompt_length=0")
+                f"{self.prompt_length}: the prompt is read as the clue. The constraint must see only "
+                "generated tokens: with generate(input_ids=...), pass prompt_length=input_ids.shape[1]; "
+                "with inputs_embeds, prompt_length=0")
 
 # %% ../nbs/02_constrained_decoding.ipynb #9cecabb2
 def _mask_scores(scores: torch.FloatTensor, allowed: list[np.ndarray]) -> torch.FloatTensor:
@@ -112,7 +113,8 @@ def _mask_scores(scores: torch.FloatTensor, allowed: list[np.ndarray]) -> torch.
     if not allowed: return scores.clone()
     if all(a is allowed[0] for a in allowed):             # one set for every row (the first step): a row mask
         keep = torch.zeros(V, dtype=torch.bool, device=dev)
-        keep[torch.tensor(allowed[0], dtype=torch.long, device=dev)] = True   # copied: arrays may be read-only
+        # copied: arrays may be read-only
+        keep[torch.tensor(allowed[0], dtype=torch.long, device=dev)] = True
         return scores.masked_fill(~keep, IMPOSSIBLE)
     offsets = np.repeat(np.arange(0, len(allowed) * V, V), [len(a) for a in allowed])
     flat = torch.from_numpy(np.concatenate(allowed).astype(np.int64, copy=False) + offsets).to(dev)
@@ -191,21 +193,25 @@ class DecodingConfig:
     aggregate_max_count: int = 200   # aggregate: prefixes occurring more often than this carry no evidence
     aggregate_smoothing: float = 5.0 # aggregate: rarity = log((N + s) / (count + s)), SEAL's smoothing
 
-    def __post_init__(self):
-        _check_special_ids(self.eos_token_id, self.pad_token_id, self.max_clue_len, "DecodingConfig.")
-        for f in ("num_beams", "num_beam_groups", "num_return_sequences", "aggregate_max_count"):
-            check_int(getattr(self, f), f"DecodingConfig.{f}", min=1)
-        check_float(self.diversity_penalty, "DecodingConfig.diversity_penalty", min=0)
-        check_float(self.length_penalty, "DecodingConfig.length_penalty")
-        check_float(self.aggregate_smoothing, "DecodingConfig.aggregate_smoothing", min=0)
-        if self.num_beams % self.num_beam_groups:
-            raise ValueError(f"num_beams ({self.num_beams}) must be a multiple of num_beam_groups "
-                             f"({self.num_beam_groups})")
-        if self.num_return_sequences > self.num_beams:
-            raise ValueError(f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams "
-                             f"({self.num_beams})")
-        if self.rank_mode not in RANK_MODES:
-            raise ValueError(f"rank_mode must be one of {RANK_MODES}, got {self.rank_mode!r}")
+    def __post_init__(self): _check_decoding_config(self)
+
+# %% ../nbs/02_constrained_decoding.ipynb #57f73af0
+def _check_decoding_config(cfg: DecodingConfig) -> None:
+    "Raise a `ValueError` naming the field if `cfg` is not a valid decoding preset."
+    _check_special_ids(cfg.eos_token_id, cfg.pad_token_id, cfg.max_clue_len, "DecodingConfig.")
+    for f in ("num_beams", "num_beam_groups", "num_return_sequences", "aggregate_max_count"):
+        check_int(getattr(cfg, f), f"DecodingConfig.{f}", min=1)
+    check_float(cfg.diversity_penalty, "DecodingConfig.diversity_penalty", min=0)
+    check_float(cfg.length_penalty, "DecodingConfig.length_penalty")
+    check_float(cfg.aggregate_smoothing, "DecodingConfig.aggregate_smoothing", min=0)
+    if cfg.num_beams % cfg.num_beam_groups:
+        raise ValueError(f"num_beams ({cfg.num_beams}) must be a multiple of num_beam_groups "
+                         f"({cfg.num_beam_groups})")
+    if cfg.num_return_sequences > cfg.num_beams:
+        raise ValueError(f"num_return_sequences ({cfg.num_return_sequences}) cannot exceed num_beams "
+                         f"({cfg.num_beams})")
+    if cfg.rank_mode not in RANK_MODES:
+        raise ValueError(f"rank_mode must be one of {RANK_MODES}, got {cfg.rank_mode!r}")
 
 # %% ../nbs/02_constrained_decoding.ipynb #3c9ef84a
 @dataclass
@@ -303,7 +309,8 @@ def _search_step(s: BeamState, logp: torch.Tensor, cfg: DecodingConfig, last_ste
     s, src = _group_step(s, c, last_step, cfg.eos_token_id, cfg.length_penalty)           # src: (B, G, g)
     if early_stop: s.improvable = _still_improvable(s, cfg.length_penalty)
     group, query = torch.arange(G, device=src.device), torch.arange(B, device=src.device)
-    rows = src + g * group[:, None] + G * g * query[:, None, None]     # (B, G, g): rows of the flat (B*N) batch
+    # (B, G, g): rows of the flat (B*N) batch
+    rows = src + g * group[:, None] + G * g * query[:, None, None]
     return s, rows.view(-1)
 
 # %% ../nbs/02_constrained_decoding.ipynb #b053f24c
@@ -350,7 +357,8 @@ def _check_batch(input_ids, inputs_embeds, attention_mask):
     if x.shape[1] == 0: raise ValueError(f"empty prompt: {name} has shape {tuple(x.shape)}")
     if attention_mask is None: return
     if tuple(attention_mask.shape) != tuple(x.shape[:2]):
-        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, {name} {tuple(x.shape[:2])}")
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, {name} "
+                         f"{tuple(x.shape[:2])}")
     empty = (attention_mask == 0).all(-1).nonzero().ravel().tolist()
     if empty: raise ValueError(f"empty prompt: the attention_mask of queries {empty} is all padding")
 
@@ -382,7 +390,8 @@ def _best_finished(s: BeamState, R: int) -> BeamSearchOutput:
 # %% ../nbs/02_constrained_decoding.ipynb #651c8fd4
 @torch.no_grad()
 def diverse_beam_search(model, input_ids=None, inputs_embeds=None, attention_mask=None,
-                        cfg: DecodingConfig = DecodingConfig(), logits_processor: LogitsProcessor | None = None,
+                        cfg: DecodingConfig = DecodingConfig(),
+                        logits_processor: LogitsProcessor | None = None,
                         max_new_tokens: int | None = None, early_stop: bool = True) -> BeamSearchOutput:
     "Batched (group) beam search with Hamming diversity; the processor sees only generated ids."
     _check_batch(input_ids, inputs_embeds, attention_mask)
@@ -402,7 +411,8 @@ def diverse_beam_search(model, input_ids=None, inputs_embeds=None, attention_mas
 # %% ../nbs/02_constrained_decoding.ipynb #b54a6c22
 @dataclass
 class Clue:
-    "A generated knowledge clue: token ids (no EOS/padding), its beam score, its text if a tokenizer is known."
+    """A generated knowledge clue: token ids (no EOS/padding), its beam score,
+    its text if a tokenizer is known."""
     tokens: tuple[int, ...]
     score: float
     text: str | None = None
@@ -423,7 +433,8 @@ def clues_from_beams(out: BeamSearchOutput, eos_token_id: int, pad_token_id: int
     return res
 
 # %% ../nbs/02_constrained_decoding.ipynb #e5add8a6
-def _rank_by_clue(index: FMIndex, clues: Sequence[Clue], mode: str, max_count: int) -> list[tuple[int, float]]:
+def _rank_by_clue(index: FMIndex, clues: Sequence[Clue], mode: str,
+                  max_count: int) -> list[tuple[int, float]]:
     "`first` and `unique`: one document per clue, in clue order, deduplicated."
     out, seen = [], set()
     for c in clues:
@@ -462,7 +473,8 @@ def _rank_aggregate(index: FMIndex, clues: Sequence[Clue], max_count: int,
 # %% ../nbs/02_constrained_decoding.ipynb #e84a5906
 def rank_documents(index: FMIndex, clues: Sequence[Clue], mode: str = "first", max_count: int = 200,
                    smoothing: float = 5.0) -> list[tuple[int, float]]:
-    "Deduplicated `(doc_id, score)` pairs, best first, from one query's clues (`first`, `unique`, `aggregate`)."
+    """Deduplicated `(doc_id, score)` pairs, best first, from
+    one query's clues (`first`, `unique`, `aggregate`)."""
     if mode not in RANK_MODES: raise ValueError(f"mode must be one of {RANK_MODES}, got {mode!r}")
     check_int(max_count, "max_count", min=1); check_float(smoothing, "smoothing", min=0)
     for i, c in enumerate(clues): check_float(c.score, f"the score of clue {i} ({c.text or list(c.tokens)})")
@@ -487,7 +499,8 @@ def retrieve(model, index: FMIndex, input_ids=None, inputs_embeds=None, attentio
     if cfg.num_beams > n_root:
         raise ValueError(f"num_beams={cfg.num_beams} but the KB holds only {n_root} distinct tokens to start "
                          "a clue with")
-    proc = FMIndexLogitsProcessor(index, cfg.eos_token_id, cfg.pad_token_id, cfg.max_clue_len, prompt_length=0)
+    proc = FMIndexLogitsProcessor(index, cfg.eos_token_id, cfg.pad_token_id, cfg.max_clue_len,
+                                  prompt_length=0)
     out = diverse_beam_search(model, input_ids=input_ids, inputs_embeds=inputs_embeds,
                               attention_mask=attention_mask, cfg=cfg, logits_processor=proc)
     rank = lambda c: rank_documents(index, c, cfg.rank_mode, cfg.aggregate_max_count, cfg.aggregate_smoothing)

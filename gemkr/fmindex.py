@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 import numpy as np
 from fastcore.basics import patch
-from .core import assets_dir, atomic_write, cache_dir, check_int, config_from_dict, config_path, config_to_dict
+from .core import (assets_dir, atomic_write, cache_dir, check_int, config_from_dict, config_path,
+                        config_to_dict)
 from .core import file_lock, fingerprint, read_jsonl, save_config
 
 # %% auto #0
@@ -43,8 +44,8 @@ def naive_next_tokens(docs, prefix) -> dict[int, int]:
     return dict(sorted(out.items()))
 
 # %% ../nbs/01_fmindex.ipynb #641bb37c
-def plot_backward_search(bwt, suffixes: list[str], steps: list[tuple[int, int]], labels: list[str] | None = None,
-                         ax=None):
+def plot_backward_search(bwt, suffixes: list[str], steps: list[tuple[int, int]],
+                         labels: list[str] | None = None, ax=None):
     "Draw the BWT column, the sorted suffixes and the interval after each backward-search step."
     import matplotlib.pyplot as plt
     n = len(suffixes)
@@ -58,12 +59,14 @@ def plot_backward_search(bwt, suffixes: list[str], steps: list[tuple[int, int]],
         ax.add_patch(plt.Rectangle((x, n - hi), 0.95 - 2 * x, hi - lo, fill=False, ec=col, lw=2,
                                    label=(labels[k] if labels else f"step {k}") + f": [{lo}, {hi})"))
     ax.set_xlim(0, 1); ax.set_ylim(0, n); ax.axis("off")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)          # beside the rows, not over them
+    # beside the rows, not over them
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     return ax
 
 # %% ../nbs/01_fmindex.ipynb #40c45ce9
 def suffix_array_doubling(text) -> np.ndarray:
-    "Suffix array by prefix doubling in NumPy ($O(N \\log^2 N)$); `text` must end with a unique smallest symbol."
+    """Suffix array by prefix doubling in NumPy ($O(N \\log^2 N)$);
+    `text` must end with a unique smallest symbol."""
     text = np.asarray(text); n = len(text)
     rank = np.unique(text, return_inverse=True)[1].astype(np.int64).ravel()
     k = 1
@@ -90,15 +93,18 @@ MAX_VOCAB = 2**16 - _SHIFT             # symbols are uint16: token ids 0 .. MAX_
 _ARRAYS = ("bwt", "C", "occ", "sa_rows", "sa_pos", "doc_starts", "doc_lengths")   # what an index is made of
 
 class IndexFileError(ValueError):
-    "An index file that cannot be loaded: missing, truncated, corrupted, foreign or of another format version."
+    """An index file that cannot be loaded: missing, truncated, corrupted,
+    foreign or of another format version."""
 
 # %% ../nbs/01_fmindex.ipynb #b4825e3a
 @dataclass(frozen=True)
 class FMIndexConfig:
     "How an `FMIndex` is built and queried."
     checkpoint: int = 65536        # occurrence-count checkpoint every `checkpoint` BWT rows (power of two)
-    sa_sample: int = 16            # keep SA[i] when SA[i] % sa_sample == 0: locate walks at most sa_sample-1 LF steps
-    tiny_width: int = 64           # intervals at most this wide are enumerated with a Python Counter (no NumPy overhead)
+    # keep SA[i] when SA[i] % sa_sample == 0: locate walks at most sa_sample-1 LF steps
+    sa_sample: int = 16
+    # intervals at most this wide are enumerated with a Python Counter (no NumPy overhead)
+    tiny_width: int = 64
     narrow_width: int = 12288      # intervals at most this wide are enumerated by sorting their BWT slice
     cache_min_width: int = 4096    # enumerations of intervals at least this wide are cached ...
     cache_size: int = 1024         # ... in an LRU of this many entries
@@ -111,45 +117,56 @@ class FMIndexConfig:
 
 # %% ../nbs/01_fmindex.ipynb #8c9b64bf
 def _too_large(where: str, token) -> str:
-    return f"{where}: token id {token} exceeds the largest id this index stores ({MAX_VOCAB - 1}; symbols are 16-bit)"
+    return (f"{where}: token id {token} exceeds the largest id this index stores "
+            f"({MAX_VOCAB - 1}; symbols are 16-bit)")
 
 def _doc_array(i: int, d) -> np.ndarray:
     "Document `i` as a 1-D integer array, or an error naming the document."
-    if isinstance(d, (str, bytes)): raise TypeError(f"document {i}: expected token ids, got a {type(d).__name__}")
+    if isinstance(d, (str, bytes)):
+        raise TypeError(f"document {i}: expected token ids, got a {type(d).__name__}")
     a = np.asarray(d)
-    if a.ndim != 1: raise ValueError(f"document {i}: expected a 1-D sequence of token ids, got shape {a.shape}")
+    if a.ndim != 1:
+        raise ValueError(f"document {i}: expected a 1-D sequence of token ids, got shape {a.shape}")
     if a.size == 0: return a.astype(np.int64)
     if a.dtype.kind not in "iu":
-        raise ValueError(f"document {i}: token ids must be integers, got {a.dtype} values such as {a.tolist()[0]!r}")
-    if a.dtype == np.uint64 and a.max() >= MAX_VOCAB:          # checked before int64 would wrap 2**64-1 round to -1
+        raise ValueError(f"document {i}: token ids must be integers, got {a.dtype} values such as "
+                         f"{a.tolist()[0]!r}")
+    # checked before int64 would wrap 2**64-1 round to -1
+    if a.dtype == np.uint64 and a.max() >= MAX_VOCAB:
         j = int(np.argmax(a >= MAX_VOCAB)); raise ValueError(_too_large(f"document {i}, position {j}", a[j]))
     return a
 
 # %% ../nbs/01_fmindex.ipynb #8b3160a6
 def _check_ids(flat: np.ndarray, lengths: np.ndarray, vocab_size: int | None) -> int:
-    "The vocabulary size (`vocab_size`, or the largest id + 1) once every id is known to fit it and the index."
+    """The vocabulary size (`vocab_size`, or the largest id + 1)
+    once every id is known to fit it and the index."""
     def where(pos):
         ends = np.cumsum(lengths); d = int(np.searchsorted(ends, pos, side="right"))
         return f"document {d}, position {pos - (ends[d] - lengths[d])}"
     if vocab_size is not None and check_int(vocab_size, "vocab_size", min=1) > MAX_VOCAB:
         raise ValueError(f"vocab_size {vocab_size} exceeds the largest vocabulary this index stores "
                          f"({MAX_VOCAB}; symbols are 16-bit)")
-    if flat.min() < 0: p = int(np.argmax(flat < 0)); raise ValueError(f"{where(p)}: negative token id {flat[p]}")
+    if flat.min() < 0:
+        p = int(np.argmax(flat < 0)); raise ValueError(f"{where(p)}: negative token id {flat[p]}")
     top = int(flat.max())
-    if top >= MAX_VOCAB: p = int(np.argmax(flat >= MAX_VOCAB)); raise ValueError(_too_large(where(p), flat[p]))
+    if top >= MAX_VOCAB:
+        p = int(np.argmax(flat >= MAX_VOCAB)); raise ValueError(_too_large(where(p), flat[p]))
     if vocab_size is None: return top + 1
     if top >= vocab_size:
-        p = int(np.argmax(flat >= vocab_size)); raise ValueError(f"{where(p)}: token id {flat[p]} >= vocab_size {vocab_size}")
+        p = int(np.argmax(flat >= vocab_size))
+        raise ValueError(f"{where(p)}: token id {flat[p]} >= vocab_size {vocab_size}")
     return int(vocab_size)
 
 # %% ../nbs/01_fmindex.ipynb #4d545abb
 def _flatten_docs(docs, vocab_size: int | None):
     "Validate `docs`; return the concatenated ids (int64), the document lengths and the vocabulary size."
-    if isinstance(docs, (str, bytes)) or (isinstance(docs, np.ndarray) and docs.ndim == 1 and docs.dtype != object):
+    if isinstance(docs, (str, bytes)) or (isinstance(docs, np.ndarray) and docs.ndim == 1
+                                          and docs.dtype != object):
         raise TypeError("docs must be a sequence of documents (lists or 1-D integer arrays of token ids), "
                         "not one sequence")
     try: n_docs = len(docs)
-    except TypeError: raise TypeError(f"docs must be a sequence of documents, got {type(docs).__name__}") from None
+    except TypeError:
+        raise TypeError(f"docs must be a sequence of documents, got {type(docs).__name__}") from None
     if n_docs == 0: raise ValueError("empty corpus: docs holds no documents")
     arrays = [_doc_array(i, d) for i, d in enumerate(docs)]
     lengths = np.array([a.size for a in arrays], np.int64)
@@ -165,22 +182,26 @@ def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     for a in arrays: a.flags.writeable = False
     return arrays
 
-_ONE, _EMPTY = _frozen(np.ones(1, np.int64), np.empty(0, np.int64))   # shared by every index: the count 1, no tokens
+# shared by every index: the count 1, no tokens
+_ONE, _EMPTY = _frozen(np.ones(1, np.int64), np.empty(0, np.int64))
 
 # %% ../nbs/01_fmindex.ipynb #080031c0
 class FMIndex:
     "An FM-index over documents of integer token ids: count, next tokens, documents; batched, cached, saved."
     def __init__(self, arrays: dict, meta: dict, config: FMIndexConfig):
         self.config, self.meta = config, dict(meta)
-        for k in _ARRAYS: setattr(self, k, _frozen(np.asarray(arrays[k]).view())[0])   # views: the caller's own stay writeable
-        self.vocab_size, self.n_docs, self.n_tokens = (int(meta[k]) for k in ("vocab_size", "n_docs", "n_tokens"))
+        # views: the caller's own stay writeable
+        for k in _ARRAYS: setattr(self, k, _frozen(np.asarray(arrays[k]).view())[0])
+        self.vocab_size, self.n_docs, self.n_tokens = (int(meta[k])
+                                                       for k in ("vocab_size", "n_docs", "n_tokens"))
         self._n, self._sigma = len(self.bwt), len(self.C) - 1
         self._shift = config.checkpoint.bit_length() - 1
         self._cache, self._prefix_states = collections.OrderedDict(), collections.OrderedDict()
         self.cache_hits = self.cache_misses = 0
         freq = np.diff(self.C)[_SHIFT:]
         self._root = _frozen(np.flatnonzero(freq).astype(np.int64), freq[freq > 0].astype(np.int64))
-        self._tokens = _frozen(np.arange(-_SHIFT, self._sigma - _SHIFT))[0]   # symbol s -> token s - 2 (read-only views)
+        # symbol s -> token s - 2 (read-only views)
+        self._tokens = _frozen(np.arange(-_SHIFT, self._sigma - _SHIFT))[0]
 
     def __len__(self): return self.n_tokens
 
@@ -202,7 +223,8 @@ def __repr__(self: FMIndex):
 
 # %% ../nbs/01_fmindex.ipynb #993376f6
 def _layout_text(flat: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "The indexed text (per document: SEP, then its reversed tokens as symbols; a final sentinel) and where each SEP is."
+    """The indexed text (per document: SEP, then its reversed tokens as symbols; a final sentinel)
+    and where each SEP is."""
     n_docs, n_tok = len(lengths), len(flat)
     flat_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     doc_starts = flat_starts + np.arange(n_docs)
@@ -216,13 +238,15 @@ def _occ_checkpoints(bwt: np.ndarray, sigma: int, b: int) -> np.ndarray:
     "Row k: the occurrences of every symbol in `bwt[:k*b]` (uint32)."
     nb = -(-len(bwt) // b)
     occ = np.zeros((nb + 1, sigma), np.uint32)
-    for k in range(nb): occ[k + 1] = occ[k] + np.bincount(bwt[k * b:(k + 1) * b].astype(np.intp), minlength=sigma)
+    for k in range(nb):
+        occ[k + 1] = occ[k] + np.bincount(bwt[k * b:(k + 1) * b].astype(np.intp), minlength=sigma)
     return occ
 
 # %% ../nbs/01_fmindex.ipynb #20da2896
 def _corpus_key(flat: np.ndarray, lengths: np.ndarray, vocab_size: int, config: FMIndexConfig) -> str:
     "The fingerprint of what an index is built from (the int64 ids are hashed in place, without a copy)."
-    return fingerprint("gemkr.FMIndex", config, vocab_size, memoryview(lengths).cast("B"), memoryview(flat).cast("B"))
+    return fingerprint("gemkr.FMIndex", config, vocab_size, memoryview(lengths).cast("B"),
+                       memoryview(flat).cast("B"))
 
 @patch(cls_method=True)
 def build(cls: FMIndex, docs, vocab_size: int | None = None, config: FMIndexConfig | None = None) -> FMIndex:
@@ -234,26 +258,30 @@ def build(cls: FMIndex, docs, vocab_size: int | None = None, config: FMIndexConf
     meta = dict(vocab_size=vocab_size, n_docs=len(lengths), n_tokens=len(flat),
                 fingerprint=_corpus_key(flat, lengths, vocab_size, config))
     text, doc_starts = _layout_text(flat, lengths)
-    del flat                                      # the suffix sort is the memory peak: keep only what it needs
+    # the suffix sort is the memory peak: keep only what it needs
+    del flat
     return cls._from_text(text, doc_starts, lengths, meta, config)
 
 # %% ../nbs/01_fmindex.ipynb #954062ef
 @patch(cls_method=True)
-def _from_text(cls: FMIndex, text: np.ndarray, doc_starts, lengths, meta: dict, config: FMIndexConfig) -> FMIndex:
+def _from_text(cls: FMIndex, text: np.ndarray, doc_starts, lengths, meta: dict,
+               config: FMIndexConfig) -> FMIndex:
     "The index of a laid-out text: BWT, C, occurrence checkpoints and SA samples."
     sigma = meta["vocab_size"] + _SHIFT
     sa = suffix_array(text)
     bwt = text[sa - 1]                                   # sa == 0 wraps to the sentinel
     C = np.zeros(sigma + 1, np.int64); C[1:] = np.cumsum(np.bincount(text, minlength=sigma))
     sa_rows = np.flatnonzero(sa % config.sa_sample == 0)
-    arrays = dict(bwt=bwt, C=C, occ=_occ_checkpoints(bwt, sigma, config.checkpoint), sa_rows=sa_rows.astype(np.uint32),
+    arrays = dict(bwt=bwt, C=C, occ=_occ_checkpoints(bwt, sigma, config.checkpoint),
+                  sa_rows=sa_rows.astype(np.uint32),
                   sa_pos=sa[sa_rows].astype(np.uint32), doc_starts=doc_starts, doc_lengths=lengths)
     return cls(arrays, meta, config)
 
 # %% ../nbs/01_fmindex.ipynb #4b8d657c
 @patch
 def _nearest_checkpoint(self: FMIndex, i: int) -> tuple[int, np.ndarray, int]:
-    "The checkpoint row nearest to BWT row `i`, the BWT between them, and +1/-1: Occ(., i) = occ[row] +/- counts in it."
+    """The checkpoint row nearest to BWT row `i`, the BWT between them, and +1/-1:
+    Occ(., i) = occ[row] +/- counts in it."""
     k = i >> self._shift; start = k << self._shift
     if i - start <= (self.config.checkpoint >> 1) or k + 1 >= len(self.occ): return k, self.bwt[start:i], 1
     return k + 1, self.bwt[i:start + self.config.checkpoint], -1
@@ -274,13 +302,15 @@ def _occ_row(self: FMIndex, i: int) -> np.ndarray:
 @patch
 def extend(self: FMIndex, state: State, token: int) -> State:
     "The state of `prefix + [token]` given the state of `prefix` (one backward-search step)."
-    if type(token) is not int: token = check_int(token, "token")    # NumPy ints are welcome, floats and bools are not
+    # NumPy ints are welcome, floats and bools are not
+    if type(token) is not int: token = check_int(token, "token")
     lo, hi = state
     if hi <= lo or not 0 <= token < self.vocab_size: return (0, 0)
     c = token + _SHIFT; base = int(self.C[c])
     if lo == 0 and hi == self._n:                       # from the root: just C
         top = int(self.C[c + 1]); return (base, top) if top > base else (0, 0)
-    if hi - lo == 1:                                     # one occurrence: it continues with bwt[lo] or not at all
+    # one occurrence: it continues with bwt[lo] or not at all
+    if hi - lo == 1:
         if int(self.bwt[lo]) != c: return (0, 0)
         r = base + self._rank(c, lo); return (r, r + 1)
     r_lo = self._rank(c, lo)
@@ -305,13 +335,15 @@ def _enumerate(self: FMIndex, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]
         return _frozen(syms[keep].astype(np.int64) - _SHIFT, counts[keep].astype(np.int64))
     d = self._occ_row(hi) - self._occ_row(lo)
     d[:_SHIFT] = 0
-    syms = np.flatnonzero(d > 0)                          # (a boolean mask is ~5x faster than flatnonzero on int64)
+    # (a boolean mask is ~5x faster than flatnonzero on int64)
+    syms = np.flatnonzero(d > 0)
     return _frozen(syms - _SHIFT, d[syms])
 
 # %% ../nbs/01_fmindex.ipynb #a2c229ee
 @patch
 def continuations(self: FMIndex, state: State) -> tuple[np.ndarray, np.ndarray]:
-    "Tokens that may follow the prefix of `state`, and the count of each extended prefix (sorted by token, read-only)."
+    """Tokens that may follow the prefix of `state`, and the count
+    of each extended prefix (sorted by token, read-only)."""
     lo, hi = int(state[0]), int(state[1])
     if hi <= lo: return _EMPTY, _EMPTY
     if lo == 0 and hi == self._n: return self._root
@@ -332,8 +364,10 @@ def _cached_enumerate(self: FMIndex, lo: int, hi: int) -> tuple[np.ndarray, np.n
 
 # %% ../nbs/01_fmindex.ipynb #4ee15185
 def _all_ints(tokens: Sequence) -> bool:
-    "Whether every element is a Python int (not a bool, float or NumPy scalar), checked fast for the decoding path."
-    # a float or a NumPy scalar makes the sum another type; a bool equals 0 or 1 (a key holding 0 or 1 takes the slow check)
+    """Whether every element is a Python int (not a bool, float or NumPy scalar),
+    checked fast for the decoding path."""
+    # a float or a NumPy scalar makes the sum another type; a bool equals 0 or 1 (a key holding 0 or 1 takes
+    # the slow check)
     if type(sum(tokens)) is int and True not in tokens and False not in tokens: return True
     return all(type(x) is int for x in tokens)
 
@@ -370,7 +404,8 @@ def count(self: FMIndex, pattern) -> int:
 
 @patch
 def next_tokens(self: FMIndex, prefix) -> dict[int, int]:
-    "Every token `t` with `count(prefix + [t]) > 0`, mapped to that count; `[]` gives every token's frequency."
+    """Every token `t` with `count(prefix + [t]) > 0`, mapped to that count;
+    `[]` gives every token's frequency."""
     toks, counts = self.continuations(self.state(prefix))
     return dict(zip(toks.tolist(), counts.tolist()))
 
@@ -379,7 +414,8 @@ def next_tokens(self: FMIndex, prefix) -> dict[int, int]:
 def _text_position(self: FMIndex, row: int) -> int:
     "SA[row], by walking LF to the nearest sampled row."
     steps, rows, pos = 0, self.sa_rows, self.sa_pos
-    as_row = rows.dtype.type                                # search with the array's own dtype: no copy of `rows`
+    # search with the array's own dtype: no copy of `rows`
+    as_row = rows.dtype.type
     while True:
         k = int(rows.searchsorted(as_row(row)))
         if k < len(rows) and rows[k] == row: return int(pos[k]) + steps
@@ -398,7 +434,8 @@ def row_docs(self: FMIndex, state: State, limit: int | None = None) -> np.ndarra
     "The document of each row of `state`, in suffix-array order (with repeats); at most `limit` rows."
     lo, hi = int(state[0]), int(state[1])
     if hi <= lo: return np.empty(0, np.int64)
-    if (lo, hi) == self.root: raise ValueError("row_docs of the empty prefix: every position would be located")
+    if (lo, hi) == self.root:
+        raise ValueError("row_docs of the empty prefix: every position would be located")
     return self._positions_and_docs(range(lo, hi if limit is None else min(hi, lo + limit)))[1]
 
 @patch
@@ -421,21 +458,25 @@ def locate(self: FMIndex, pattern) -> list[tuple[int, int]]:
 @patch
 def _enumerate_many(self: FMIndex, spans: Sequence[State]) -> list[tuple[np.ndarray, np.ndarray]]:
     "`_enumerate` for many intervals with one sort: each BWT symbol is tagged with its interval's number."
-    if len(spans) <= 1: return [self._enumerate(lo, hi) for lo, hi in spans]   # one interval: nothing to share
+    # one interval: nothing to share
+    if len(spans) <= 1: return [self._enumerate(lo, hi) for lo, hi in spans]
     sig, n = self._sigma, len(spans)
     dt = np.uint32 if n * sig < 2**32 else np.uint64
     keys = np.concatenate([self.bwt[lo:hi] for lo, hi in spans], dtype=dt)
-    keys += np.repeat(np.arange(0, n * sig, sig, dtype=dt), [hi - lo for lo, hi in spans])   # interval * sigma + symbol
+    # interval * sigma + symbol
+    keys += np.repeat(np.arange(0, n * sig, sig, dtype=dt), [hi - lo for lo, hi in spans])
     keys.sort()
     edge = np.empty(len(keys) + 1, bool); edge[0] = edge[-1] = True
     np.not_equal(keys[1:], keys[:-1], out=edge[1:-1])
-    b = np.flatnonzero(edge)                                    # where each run of equal keys starts, and the end
+    # where each run of equal keys starts, and the end
+    b = np.flatnonzero(edge)
     counts = b[1:] - b[:-1]
     owner, sym = np.divmod(keys[b[:-1]].astype(np.int64), sig)
     keep = sym >= _SHIFT                                        # drop the separator and the sentinel
     if not keep.all(): owner, sym, counts = owner[keep], sym[keep], counts[keep]
     sym -= _SHIFT
-    _frozen(sym, counts)                                        # the slices handed out below are read-only views
+    # the slices handed out below are read-only views
+    _frozen(sym, counts)
     cuts = np.searchsorted(owner, np.arange(n + 1)).tolist()
     return [(sym[a:z], counts[a:z]) for a, z in zip(cuts[:-1], cuts[1:])]
 
@@ -449,7 +490,8 @@ def continuations_many(self: FMIndex, states: Sequence[State]) -> list[tuple[np.
         key = (int(s[0]), int(s[1]))
         if key in res: continue
         lo, hi = key
-        if hi - lo == 1: res[key] = self._enumerate(lo, hi)       # one row: its BWT symbol, no cache to consult
+        # one row: its BWT symbol, no cache to consult
+        if hi - lo == 1: res[key] = self._enumerate(lo, hi)
         elif 1 < hi - lo < narrow: res[key] = None; batch.append(key)
         else: res[key] = self.continuations(key)
     res.update(zip(batch, self._enumerate_many(batch)))
@@ -458,7 +500,8 @@ def continuations_many(self: FMIndex, states: Sequence[State]) -> list[tuple[np.
 @patch
 def extend_many(self: FMIndex, states: Sequence[State], tokens: Sequence[int]) -> list[State]:
     "Extend each state by its token (one backward-search step each)."
-    if len(states) != len(tokens): raise ValueError(f"extend_many: {len(states)} states but {len(tokens)} tokens")
+    if len(states) != len(tokens):
+        raise ValueError(f"extend_many: {len(states)} states but {len(tokens)} tokens")
     if isinstance(tokens, np.ndarray): tokens = _as_tokens(tokens)
     return [self.extend((int(s[0]), int(s[1])), t) for s, t in zip(states, tokens)]
 
@@ -469,7 +512,8 @@ def states(self: FMIndex, prefixes: Iterable[Sequence[int]]) -> list[State]:
     memo, out = self._prefix_states, []
     for p in prefixes:
         key = tuple(p) if type(p) in (list, tuple) else tuple(_as_tokens(p))
-        if not _all_ints(key): key = tuple(_as_tokens(key))          # checked before the memo, where 3.0 would find 3
+        # checked before the memo, where 3.0 would find 3
+        if not _all_ints(key): key = tuple(_as_tokens(key))
         s = memo.get(key)
         if s is None:
             parent = memo.get(key[:-1]) if key else None
@@ -492,7 +536,8 @@ def clear_caches(self: FMIndex):
 
 @patch
 def warm(self: FMIndex, max_entries: int | None = None) -> int:
-    "Precompute the continuations of the widest one-token prefixes (where decoding spends its time); returns how many."
+    """Precompute the continuations of the widest one-token
+    prefixes (where decoding spends its time); returns how many."""
     toks, counts = self._root
     limit = min(max_entries or self.config.cache_size // 2, self.config.cache_size)
     n = 0
@@ -508,21 +553,23 @@ def _padded(n: int) -> int: return -(-n // _ALIGN) * _ALIGN
 
 @patch
 def _file_header(self: FMIndex) -> bytes:
-    "Magic, version, header length and the JSON header (config, meta, where each array lies), padded to `_ALIGN`."
+    """Magic, version, header length and the JSON header
+    (config, meta, where each array lies), padded to `_ALIGN`."""
     layout, off = {}, 0
     for k in _ARRAYS:
         a = getattr(self, k)
         layout[k] = dict(dtype=a.dtype.str, shape=list(a.shape), offset=off, nbytes=int(a.nbytes))
         off += _padded(a.nbytes)
-    header = json.dumps(dict(format_version=FORMAT_VERSION, config=config_to_dict(self.config), meta=self.meta,
-                             arrays=layout, payload_bytes=off)).encode()
+    header = json.dumps(dict(format_version=FORMAT_VERSION, config=config_to_dict(self.config),
+                             meta=self.meta, arrays=layout, payload_bytes=off)).encode()
     pre = _MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(header)) + header
     return pre + b"\0" * (-len(pre) % _ALIGN)
 
 # %% ../nbs/01_fmindex.ipynb #a6788bfc
 @patch
 def save(self: FMIndex, path) -> Path:
-    "Write the index to `path` atomically, ending with the SHA-256 of all before it (and its config beside it)."
+    """Write the index to `path` atomically, ending with the
+    SHA-256 of all before it (and its config beside it)."""
     path, h = Path(path), hashlib.sha256()
     with atomic_write(path, "wb") as f:
         def write(b): h.update(b); f.write(b)
@@ -538,20 +585,23 @@ def save(self: FMIndex, path) -> Path:
 _PREFIX = len(_MAGIC) + 12                               # magic, version (uint32), header length (uint64)
 
 def _read_header(f, path: Path, size: int) -> tuple[dict, int]:
-    "The JSON header of an open index file and the offset of its arrays; `IndexFileError` for a foreign, old or damaged file."
+    """The JSON header of an open index file and the offset of its
+    arrays; `IndexFileError` for a foreign, old or damaged file."""
     head = f.read(_PREFIX)
     if len(head) < _PREFIX or head[:len(_MAGIC)] != _MAGIC:
         raise IndexFileError(f"{path}: not a gemkr FM-index file (bad magic)")
     version, hlen = struct.unpack("<IQ", head[len(_MAGIC):])
     if version != FORMAT_VERSION:
-        raise IndexFileError(f"{path}: index format version {version}, this gemkr reads version {FORMAT_VERSION}; "
-                             "rebuild the index")
-    if hlen > size: raise IndexFileError(f"{path}: truncated or corrupted (header of {hlen} bytes in a {size}-byte file)")
+        raise IndexFileError(f"{path}: index format version {version}, this gemkr reads version "
+                             f"{FORMAT_VERSION}; rebuild the index")
+    if hlen > size:
+        raise IndexFileError(f"{path}: truncated or corrupted (header of {hlen} bytes in a {size}-byte file)")
     try: header = json.loads(f.read(hlen)); payload = int(header["payload_bytes"])
     except (KeyError, TypeError, ValueError): raise IndexFileError(f"{path}: corrupted header") from None
     start = _padded(_PREFIX + hlen)
     if size != start + payload + 32:
-        raise IndexFileError(f"{path}: truncated or corrupted ({size} bytes, expected {start + payload + 32})")
+        raise IndexFileError(f"{path}: truncated or corrupted ({size} bytes, expected "
+                             f"{start + payload + 32})")
     return header, start
 
 # %% ../nbs/01_fmindex.ipynb #e9776511
@@ -566,12 +616,14 @@ def _check_sha256(f, path: Path, size: int):
 
 # %% ../nbs/01_fmindex.ipynb #22afbe73
 def _read_array(f, spec: dict, start: int, mmap: bool) -> np.ndarray:
-    "One array of an open index file: a read-only memory map (a plain ndarray view of it), or read into memory."
+    "One array of an open index file: a read-only memory map (as a plain ndarray), or read into memory."
     dt, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
-    if mmap: return np.memmap(f, dtype=dt, mode="r", offset=start + spec["offset"], shape=shape).view(np.ndarray)
+    if mmap:
+        return np.memmap(f, dtype=dt, mode="r", offset=start + spec["offset"], shape=shape).view(np.ndarray)
     f.seek(start + spec["offset"])
     return np.fromfile(f, dtype=dt, count=int(np.prod(shape))).reshape(shape)
 
+# %% ../nbs/01_fmindex.ipynb #a82793dc
 @patch(cls_method=True)
 def load(cls: FMIndex, path, mmap: bool = True, verify: bool = True) -> FMIndex:
     "Load an index written by `save`; `verify` checks the SHA-256 (reads the whole file once)."
@@ -585,8 +637,10 @@ def load(cls: FMIndex, path, mmap: bool = True, verify: bool = True) -> FMIndex:
         if verify: _check_sha256(f, path, size)
         try:
             config = config_from_dict(FMIndexConfig, header["config"], where=f"{path} header config")
-            return cls({k: _read_array(f, header["arrays"][k], start, mmap) for k in _ARRAYS}, header["meta"], config)
-        except (KeyError, TypeError, ValueError) as e: raise IndexFileError(f"{path}: corrupted header ({e})") from None
+            return cls({k: _read_array(f, header["arrays"][k], start, mmap) for k in _ARRAYS}, header["meta"],
+                       config)
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexFileError(f"{path}: corrupted header ({e})") from None
 
 # %% ../nbs/01_fmindex.ipynb #b5c6721a
 class WordTokenizer:
@@ -611,18 +665,21 @@ class WordTokenizer:
     def encode(self, text: str) -> list[int]: return [self.ids.get(w, 0) for w in self.tokenize(text)]
     def decode(self, ids: Iterable[int]) -> str: return " ".join(self.vocab[int(i)] for i in ids)
 
+# %% ../nbs/01_fmindex.ipynb #99d67a8e
 def encode_kb(tok, texts: Iterable[str]) -> list[list[int]]:
     "Each text as `[BOS] + tokens + [EOS]`, the official index layout."
     return [[tok.bos_token_id] + tok.encode(t) + [tok.eos_token_id] for t in texts]
 
 # %% ../nbs/01_fmindex.ipynb #7d2b96cd
 def corpus_fingerprint(docs, vocab_size: int | None = None, config: FMIndexConfig | None = None) -> str:
-    "The fingerprint `FMIndex.build` would record in `meta['fingerprint']` for these docs, vocabulary size and config."
+    """The fingerprint `FMIndex.build` would record in `meta['fingerprint']` for these docs,
+    vocabulary size and config."""
     flat, lengths, vocab_size = _flatten_docs(docs, vocab_size)
     return _corpus_key(flat, lengths, vocab_size, config or FMIndexConfig())
 
 def _load_if_built_from(path: Path, key: str, warn: bool) -> FMIndex | None:
-    "The index at `path` if its header holds fingerprint `key`; None if missing, damaged, old or from other inputs."
+    """The index at `path` if its header holds fingerprint `key`; None if missing, damaged,
+    old or from other inputs."""
     if not path.exists(): return None
     try: idx = FMIndex.load(path)
     except IndexFileError as e:
@@ -633,12 +690,14 @@ def _load_if_built_from(path: Path, key: str, warn: bool) -> FMIndex | None:
 # %% ../nbs/01_fmindex.ipynb #7765b446
 def build_or_load(docs, path, vocab_size: int | None = None,
                   config: FMIndexConfig | None = None) -> tuple[FMIndex, bool]:
-    "`(index, reused)`: the index of `docs` at `path`, loaded if its header holds their fingerprint, else built and saved."
+    """`(index, reused)`: the index of `docs` at `path`, loaded if
+    its header holds their fingerprint, else built and saved."""
     path, config = Path(path), config or FMIndexConfig()
     key = corpus_fingerprint(docs, vocab_size, config)
     if (idx := _load_if_built_from(path, key, warn=False)) is not None: return idx, True
     with file_lock(path.with_name(f".{path.name}.lock")):
-        if (idx := _load_if_built_from(path, key, warn=True)) is not None: return idx, True   # built while we waited
+        # built while we waited
+        if (idx := _load_if_built_from(path, key, warn=True)) is not None: return idx, True
         idx = FMIndex.build(docs, vocab_size, config)
         idx.save(path)
     return idx, False
@@ -650,7 +709,8 @@ def _demo_inputs(kb: str | None, queries: list[str] | None) -> tuple[Path, list[
     "The KB path, its passages and the queries of `gemkr_demo`; exits with a one-line message on a bad input."
     queries = queries or ["the moon", "the speed of light", "capital of", "the largest"]
     for q in queries:
-        if not WordTokenizer.pattern.findall(q.lower()): sys.exit(f"gemkr_demo: --query {q!r} holds no word to look up")
+        if not WordTokenizer.pattern.findall(q.lower()):
+            sys.exit(f"gemkr_demo: --query {q!r} holds no word to look up")
     kb_path = Path(kb) if kb else assets_dir("mini", "passages.jsonl")
     try: passages = read_jsonl(kb_path, required=("id", "text"))
     except (OSError, ValueError) as e: sys.exit(f"gemkr_demo: {e}")
@@ -659,7 +719,8 @@ def _demo_inputs(kb: str | None, queries: list[str] | None) -> tuple[Path, list[
 # %% ../nbs/01_fmindex.ipynb #70bef09f
 @call_parse
 def fmindex_demo(
-    kb: str = None,                      # passages JSONL (id, text); default: GeMKR-Mini's data/mini/passages.jsonl
+    # passages JSONL (id, text); default: GeMKR-Mini's data/mini/passages.jsonl
+    kb: str = None,
     query: Param("clue prefixes to ask about: --query \"the moon\" \"capital of\"", str, nargs="*") = None,
 ):
     "Build (or reuse) the FM-index of a knowledge base and answer a few questions."
@@ -670,7 +731,9 @@ def fmindex_demo(
     idx, reused = build_or_load(docs, cache_dir("fmindex") / (kb_path.stem + ".fmi"), vocab_size=len(tok))
     print(f"{'loaded' if reused else 'built'} {idx} in {time.perf_counter() - t0:.2f} s")
     for q in queries:
-        ids = tok.encode(q); nt = sorted(idx.next_tokens(ids).items(), key=lambda kv: -kv[1]); hits = idx.doc_ids(ids)
+        ids = tok.encode(q); nt = sorted(idx.next_tokens(ids).items(), key=lambda kv: -kv[1])
+        hits = idx.doc_ids(ids)
         print(f"\n{q!r}: {idx.count(ids)} occurrences in {len(hits)} passages")
         print("  next tokens:", ", ".join(f"{tok.vocab[t]} ({c})" for t, c in nt[:10]) or "none")
-        print("  passages:   ", ", ".join(passages[d]["id"] for d in hits[:5]) + (" ..." if len(hits) > 5 else ""))
+        print("  passages:   ", ", ".join(passages[d]["id"] for d in hits[:5])
+              + (" ..." if len(hits) > 5 else ""))

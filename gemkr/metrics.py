@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from .core import check_int
 from .data import Benchmark, Query, MATCHERS, match_raw, match_lower, match_word, answer_regex
-from .benchmarks import MATCH_RULES, PROTOCOLS, REPEATS, Protocol, get_protocol, match_flmr, iter_json_array, _ctx_ids
+from .benchmarks import (MATCH_RULES, PROTOCOLS, REPEATS, Protocol, get_protocol, match_flmr,
+                              iter_json_array, _ctx_ids)
 
 # %% auto #0
 __all__ = ['answer_matcher', 'is_relevant', 'dedup_ranking', 'check_rankings', 'precision_at_k', 'recall_at_k', 'mrr', 'p_at_1',
@@ -21,14 +22,17 @@ __all__ = ['answer_matcher', 'is_relevant', 'dedup_ranking', 'check_rankings', '
 
 # %% ../nbs/04a_metrics.ipynb #5fa008c5
 def answer_matcher(match) -> Callable[[str, str], bool]:
-    "The rule `match` (a name in MATCH_RULES, or a callable) as `f(answer, text)`; a blank answer matches every passage."
+    """The rule `match` (a name in MATCH_RULES, or a callable) as `f(answer, text)`;
+    a blank answer matches every passage."""
     if callable(match): return match
-    if match not in MATCH_RULES: raise ValueError(f"match must be one of {list(MATCH_RULES)} or a callable, got {match!r}")
+    if match not in MATCH_RULES:
+        raise ValueError(f"match must be one of {list(MATCH_RULES)} or a callable, got {match!r}")
     rule = MATCH_RULES[match]
     return lambda answer, text: not answer.strip() or rule(answer, text)
 
 def is_relevant(bench: Benchmark, query: Query, doc: int, match="raw") -> bool:
-    "rel(doc): `doc` in the query's gold set (relevance 'gold'), or an answer matches its text (relevance 'answer')."
+    """rel(doc): `doc` in the query's gold set (relevance 'gold'),
+    or an answer matches its text (relevance 'answer')."""
     if bench.relevance == "gold": return doc in query.relevant
     m = answer_matcher(match)
     return any(m(a, bench.passages[doc].text) for a in query.answers)
@@ -43,7 +47,8 @@ def _check_ranking(r, qid: str, n: int, repeats: str) -> list[int]:
     if not (isinstance(r, (list, tuple, range)) or (isinstance(r, np.ndarray) and r.ndim == 1)):
         raise ValueError(f"ranking of {qid!r} is a {type(r).__name__}; a ranking must be ordered, best first "
                          "(a list, tuple or 1-D array)")
-    bad = [d for d in r if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or not 0 <= d < n]
+    bad = [d for d in r if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer))
+           or not 0 <= d < n]
     if bad: raise ValueError(f"ranking of {qid!r}: {bad[0]!r} is not a passage index in [0, {n})")
     r = [int(d) for d in r]
     if repeats == "dedup": return dedup_ranking(r)
@@ -55,18 +60,23 @@ def _check_ranking(r, qid: str, n: int, repeats: str) -> list[int]:
 
 # %% ../nbs/04a_metrics.ipynb #b37e8277
 def check_rankings(bench: Benchmark, rankings: dict, repeats: str = "refuse") -> dict[str, list[int]]:
-    "The rankings of `bench`'s queries as lists of ints, after checking them; `repeats`: 'refuse', 'dedup' or 'count'."
+    """The rankings of `bench`'s queries as lists of ints, after
+    checking them; `repeats`: 'refuse', 'dedup' or 'count'."""
     if repeats not in REPEATS: raise ValueError(f"repeats must be one of {REPEATS}, got {repeats!r}")
     if not isinstance(rankings, Mapping):
         raise ValueError(f"rankings must be a dict of query id -> ranking, got {type(rankings).__name__}")
     if not bench.queries: raise ValueError(f"{bench.name}: no queries to evaluate")
     missing = [q.qid for q in bench.queries if q.qid not in rankings]
-    if missing: raise ValueError(f"rankings lack {len(missing)} of {len(bench)} queries of {bench.name}, e.g. {missing[:3]}")
-    return {q.qid: _check_ranking(rankings[q.qid], q.qid, len(bench.passages), repeats) for q in bench.queries}
+    if missing:
+        raise ValueError(f"rankings lack {len(missing)} of {len(bench)} queries of {bench.name}, e.g. "
+                         f"{missing[:3]}")
+    return {q.qid: _check_ranking(rankings[q.qid], q.qid, len(bench.passages), repeats)
+            for q in bench.queries}
 
 # %% ../nbs/04a_metrics.ipynb #c4b33a5f
 def precision_at_k(bench: Benchmark, rankings: dict, k: int, match="raw", repeats: str = "refuse") -> float:
-    "P@k: the share of the top-k slots holding a relevant passage, averaged over queries (empty slots are misses)."
+    """P@k: the share of the top-k slots holding a relevant passage,
+    averaged over queries (empty slots are misses)."""
     rankings, k = check_rankings(bench, rankings, repeats), check_int(k, "k", min=1)
     total = 0.0
     for q in bench.queries:
@@ -76,11 +86,14 @@ def precision_at_k(bench: Benchmark, rankings: dict, k: int, match="raw", repeat
 def recall_at_k(bench: Benchmark, rankings: dict, k: int, match="raw", repeats: str = "refuse") -> float:
     "R@k (success@k): the share of queries with at least one relevant passage in the top k."
     rankings, k = check_rankings(bench, rankings, repeats), check_int(k, "k", min=1)
-    return sum(any(is_relevant(bench, q, d, match) for d in rankings[q.qid][:k]) for q in bench.queries) / len(bench.queries)
+    return sum(any(is_relevant(bench, q, d, match) for d in rankings[q.qid][:k])
+               for q in bench.queries) / len(bench.queries)
 
 # %% ../nbs/04a_metrics.ipynb #96e234f5
-def mrr(bench: Benchmark, rankings: dict, k: int | None = None, match="raw", repeats: str = "refuse") -> float:
-    "Mean reciprocal rank of the first relevant passage within the top k (whole ranking if `k` is None); 0 without one."
+def mrr(bench: Benchmark, rankings: dict, k: int | None = None, match="raw",
+        repeats: str = "refuse") -> float:
+    """Mean reciprocal rank of the first relevant passage within
+    the top k (whole ranking if `k` is None); 0 without one."""
     rankings = check_rankings(bench, rankings, repeats)
     k = None if k is None else check_int(k, "k", min=1)
     total = 0.0
@@ -94,9 +107,11 @@ def p_at_1(bench: Benchmark, rankings: dict, match="raw", repeats: str = "refuse
     return precision_at_k(bench, rankings, 1, match, repeats)
 
 # %% ../nbs/04a_metrics.ipynb #a1920c2f
-def scoring_rules(bench: Benchmark, match=None, repeats: str | None = None, protocol: str | Protocol | None = None) -> tuple:
+def scoring_rules(bench: Benchmark, match=None, repeats: str | None = None,
+                  protocol: str | Protocol | None = None) -> tuple:
     "`(match, repeats)` to score `bench` with: the protocol's, else those given (default 'raw', 'refuse')."
-    if protocol is None: return ("raw" if match is None else match), ("refuse" if repeats is None else repeats)
+    if protocol is None:
+        return ("raw" if match is None else match), ("refuse" if repeats is None else repeats)
     p = get_protocol(protocol)
     for name, given, fixed in (("match", match, p.match), ("repeats", repeats, p.repeats)):
         if given is not None and given != fixed:
@@ -104,8 +119,9 @@ def scoring_rules(bench: Benchmark, match=None, repeats: str | None = None, prot
     if bench.relevance == "answer":
         for key, want in (("normalize", p.normalize), ("dedup", p.dedup_texts)):
             if key in bench.info and bool(bench.info[key]) != want:
-                raise ValueError(f"protocol {p.name!r} matches answers in passages read with {key}={want}, but {bench.name} "
-                                 f"was read with {key}={bench.info[key]}: load it with protocol={p.name!r}")
+                raise ValueError(f"protocol {p.name!r} matches answers in passages read with {key}={want}, "
+                                 f"but {bench.name} was read with {key}={bench.info[key]}: load it with "
+                                 f"protocol={p.name!r}")
     return p.match, p.repeats
 
 # %% ../nbs/04a_metrics.ipynb #3d7a6c09
@@ -116,15 +132,18 @@ def _rows(path, kind: type) -> list[tuple[int, dict | list]]:
     return list(iter_json_array(path, kind))
 
 def _to_index(bench: Benchmark, pid, where: str) -> int:
-    if isinstance(pid, bool) or not isinstance(pid, (str, int)): raise ValueError(f"{where}: {pid!r} is not a passage id")
+    if isinstance(pid, bool) or not isinstance(pid, (str, int)):
+        raise ValueError(f"{where}: {pid!r} is not a passage id")
     try: return bench.index_of(str(pid))
     except KeyError: raise ValueError(f"{where}: passage id {pid!r} is not in {bench.name}") from None
 
 # %% ../nbs/04a_metrics.ipynb #bf0c94b0
 def read_gemkr_results(path, bench: Benchmark, dedup: bool = True) -> dict[str, list[int]]:
-    "Rankings from GeMKR's `results_okvqa_*.json` (a list of beam labels per query, in order); repeats removed unless `dedup=False`."
+    """Rankings from GeMKR's `results_okvqa_*.json` (a list of beam labels per query, in order);
+    repeats removed unless `dedup=False`."""
     rows = _rows(path, list)
-    if len(rows) != len(bench): raise ValueError(f"{path}: {len(rows)} result rows for the {len(bench)} queries of {bench.name}")
+    if len(rows) != len(bench):
+        raise ValueError(f"{path}: {len(rows)} result rows for the {len(bench)} queries of {bench.name}")
     out = {}
     for i, (q, (line, row)) in enumerate(zip(bench.queries, rows)):
         r = [_to_index(bench, pid, f"{path}, line {line}, row {i}") for pid in row]
@@ -133,14 +152,17 @@ def read_gemkr_results(path, bench: Benchmark, dedup: bool = True) -> dict[str, 
 
 # %% ../nbs/04a_metrics.ipynb #f6548bb1
 def read_vrr_retrieved(path, bench: Benchmark, prefix: str = "google:") -> dict[str, list[int]]:
-    "Rankings from a VRR/DPR retrieved-knowledge JSON (`ctxs` ids `google:<kid>`), one record per query, in order."
+    """Rankings from a VRR/DPR retrieved-knowledge JSON
+    (`ctxs` ids `google:<kid>`), one record per query, in order."""
     rows = _rows(path, dict)
-    if len(rows) != len(bench): raise ValueError(f"{path}: {len(rows)} records for the {len(bench)} queries of {bench.name}")
+    if len(rows) != len(bench):
+        raise ValueError(f"{path}: {len(rows)} records for the {len(bench)} queries of {bench.name}")
     out = {}
     for i, (q, (line, rec)) in enumerate(zip(bench.queries, rows)):
         where = f"{path}, line {line}, record {i}"
         if not str(rec.get("question", "")).startswith(q.question):
-            raise ValueError(f"{where}: question {rec.get('question')!r} does not start with query {q.qid!r}'s {q.question!r}")
+            raise ValueError(f"{where}: question {rec.get('question')!r} does not start with query "
+                             f"{q.qid!r}'s {q.question!r}")
         try: ids = _ctx_ids(rec)
         except ValueError as e: raise ValueError(f"{where}: {e}") from None
         out[q.qid] = [_to_index(bench, pid.removeprefix(prefix), where) for pid in ids]
@@ -156,7 +178,8 @@ def ranking_matrix(bench: Benchmark, rankings: dict, depth: int, repeats: str = 
     return R
 
 def _answer_pattern(answers: Sequence[str], match: str) -> re.Pattern | None:
-    "One regex for `answers` under the named rule (searched in lower-cased text except for 'raw'); None if an answer is blank."
+    """One regex for `answers` under the named rule (searched in lower-cased text except for 'raw');
+    None if an answer is blank."""
     if any(not a.strip() for a in answers): return None
     if match == "flmr": return answer_regex([a.strip().lower() for a in answers], "lower")
     return answer_regex(answers, match)
@@ -167,13 +190,15 @@ def _gold_hits(bench: Benchmark, R: np.ndarray) -> np.ndarray:
     for i, q in enumerate(bench.queries): G[i, :len(q.relevant)] = sorted(q.relevant)
     return (R[:, :, None] == G[:, None, :]).any(-1)                           # (N, depth, |G|) -> (N, depth)
 
-def hit_matrix(bench: Benchmark, rankings: dict, depth: int, match="raw", repeats: str = "refuse") -> np.ndarray:
+def hit_matrix(bench: Benchmark, rankings: dict, depth: int, match="raw",
+               repeats: str = "refuse") -> np.ndarray:
     "(N, depth) booleans: is the passage at each rank relevant? Empty slots are False."
     R = ranking_matrix(bench, rankings, depth, repeats)
     if bench.relevance == "gold": return _gold_hits(bench, R)
     H, m = np.zeros(R.shape, bool), answer_matcher(match)
     if callable(match):
-        for i, j in zip(*np.nonzero(R >= 0)): H[i, j] = any(m(a, bench.passages[R[i, j]].text) for a in bench.queries[i].answers)
+        for i, j in zip(*np.nonzero(R >= 0)):
+            H[i, j] = any(m(a, bench.passages[R[i, j]].text) for a in bench.queries[i].answers)
         return H
     texts = bench.passage_texts() if match == "raw" else [t.lower() for t in bench.passage_texts()]
     for i, q in enumerate(bench.queries):
@@ -201,14 +226,18 @@ def per_query_scores(bench: Benchmark, rankings: dict, ks: Sequence[int] = (1, 5
     return pd.DataFrame({"family": [q.family for q in bench.queries], **cols}, index=index)
 
 # %% ../nbs/04a_metrics.ipynb #fb66b6f0
-def evaluate(bench: Benchmark, rankings: dict, ks: Sequence[int] = (1, 5, 10), match=None, percent: bool = True, *,
+def evaluate(bench: Benchmark, rankings: dict, ks: Sequence[int] = (1, 5, 10), match=None,
+             percent: bool = True, *,
              repeats: str | None = None, protocol: str | Protocol | None = None) -> pd.DataFrame:
-    "Mean P@k, R@k and MRR over all queries and per family (rows), with `n`; in percent unless `percent=False`."
+    """Mean P@k, R@k and MRR over all queries and per family (rows), with `n`;
+    in percent unless `percent=False`."""
     per = per_query_scores(bench, rankings, ks, match, repeats=repeats, protocol=protocol)
     groups = [("all", per)] + [(f, g) for f, g in per.groupby("family", sort=True)]
-    df = pd.DataFrame([{"family": name, "n": len(g), **g.drop(columns="family").mean()} for name, g in groups]).set_index("family")
+    df = pd.DataFrame([{"family": name, "n": len(g), **g.drop(columns="family").mean()}
+                       for name, g in groups]).set_index("family")
     if percent: df.loc[:, df.columns != "n"] *= 100
     match, repeats = scoring_rules(bench, match, repeats, protocol)
-    df.attrs.update(benchmark=bench.name, relevance=bench.relevance, match=match if bench.relevance == "answer" else None,
+    df.attrs.update(benchmark=bench.name, relevance=bench.relevance,
+                    match=match if bench.relevance == "answer" else None,
                     repeats=repeats, protocol=None if protocol is None else get_protocol(protocol).name)
     return df

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
-from .core import (assets_dir, cache_dir, cached_folder, check_float, check_int, fingerprint, load_config, progress,
-                        read_jsonl, remove_stale_temps, save_config)
+from .core import (assets_dir, cache_dir, cached_folder, check_float, check_int, fingerprint,
+                        load_config, progress, read_jsonl, remove_stale_temps, save_config)
 from .data import RELEVANCE, AnswerIndex, Benchmark, Passage, Query, Scene
 
 # %% auto #0
@@ -45,7 +45,8 @@ def _read_passages(path: Path) -> list[Passage]:
     "The knowledge base, each passage id once."
     out, seen = [], {}
     for i, p in enumerate(read_jsonl(path, required=("id", "title", "text")), 1):
-        if p["id"] in seen: _fail(path, i, f"duplicate passage id {p['id']!r} (first on line {seen[p['id']]})")
+        if p["id"] in seen:
+            _fail(path, i, f"duplicate passage id {p['id']!r} (first on line {seen[p['id']]})")
         seen[p["id"]] = i
         try: out.append(Passage(p["id"], p["title"], p["text"]))
         except (TypeError, ValueError) as e: _fail(path, i, str(e))
@@ -68,17 +69,20 @@ def _read_facts(path: Path, entities: dict) -> list[dict]:
     facts = read_jsonl(path, required=("entity", "family", "answers"))
     for i, f in enumerate(facts, 1):
         if f["entity"] not in entities: _fail(path, i, f"unknown entity {f['entity']!r}")
-        if f["family"] not in FAMILIES: _fail(path, i, f"unknown family {f['family']!r} (expected one of {FAMILIES})")
+        if f["family"] not in FAMILIES:
+            _fail(path, i, f"unknown family {f['family']!r} (expected one of {FAMILIES})")
         a = f["answers"]
         if not isinstance(a, list) or not a or not all(isinstance(x, str) and x.strip() for x in a):
-            _fail(path, i, f"empty answers for {f['entity']!r}/{f['family']} (need a list of non-blank strings)")
+            _fail(path, i,
+                  f"empty answers for {f['entity']!r}/{f['family']} (need a list of non-blank strings)")
     return facts
 
 # %% ../nbs/03_gemkr_mini.ipynb #d7e0354e
 def _read_templates(path: Path, families: set[str]) -> dict[str, list[str]]:
     "The question templates of each family in use; each says where the picture is (`{loc}`)."
     try: templates = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
     for fam in sorted(families):
         if not templates.get(fam): raise ValueError(f"{path}: no template for family {fam!r}")
         for t in templates[fam]:
@@ -91,7 +95,8 @@ def load_assets(root=None) -> MiniAssets:
     root = Path(root) if root else assets_dir("mini")
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no GeMKR-Mini assets folder (see scripts/build_mini_assets.py)")
-    files = {k: root / f"{k}.jsonl" for k in ("passages", "entities", "facts")} | {"templates": root / "templates.json"}
+    files = {k: root / f"{k}.jsonl" for k in ("passages", "entities",
+                                              "facts")} | {"templates": root / "templates.json"}
     for f in files.values():
         if not f.is_file(): raise FileNotFoundError(f"{f}: missing GeMKR-Mini asset file")
     passages = _read_passages(files["passages"])
@@ -101,9 +106,12 @@ def load_assets(root=None) -> MiniAssets:
     return MiniAssets(root, passages, entities, facts, templates)
 
 # %% ../nbs/03_gemkr_mini.ipynb #aae609ab
-_TOY = [("sun", "Sun", "natural phenomenon", (250, 200, 0), "yellow"), ("apple", "Apple", "fruit", (220, 30, 30), "red"),
-        ("frog", "Frog", "animal", (40, 170, 60), "green"), ("boat", "Boat", "vehicle", (40, 90, 220), "blue"),
-        ("drum", "Drum", "musical instrument", (150, 90, 40), "brown"), ("kiwi", "Kiwi", "fruit", (120, 160, 40), "green")]
+_TOY = [("sun", "Sun", "natural phenomenon", (250, 200, 0), "yellow"),
+        ("apple", "Apple", "fruit", (220, 30, 30), "red"),
+        ("frog", "Frog", "animal", (40, 170, 60), "green"),
+        ("boat", "Boat", "vehicle", (40, 90, 220), "blue"),
+        ("drum", "Drum", "musical instrument", (150, 90, 40), "brown"),
+        ("kiwi", "Kiwi", "fruit", (120, 160, 40), "green")]
 # (entity id, article title, coarse type, RGB colour of its picture, the colour word its passage uses)
 
 def _toy_picture(k: int, colour) -> Image.Image:
@@ -121,9 +129,10 @@ def write_toy_assets(root) -> Path:
     rows, passages, facts = [], [], []
     for k, (eid, title, typ, col, colour_name) in enumerate(_TOY):
         _toy_picture(k, col).save(root / "pictures" / f"{eid}.png")
-        rows.append(dict(id=eid, name=title.lower(), kind="emoji", type=typ, title=title, image=f"pictures/{eid}.png",
-                         source="toy"))
-        passages += [dict(id=f"{title}#0", title=title, text=f"The {title.lower()} is a kind of {typ}. It is often {colour_name}."),
+        rows.append(dict(id=eid, name=title.lower(), kind="emoji", type=typ, title=title,
+                         image=f"pictures/{eid}.png", source="toy"))
+        passages += [dict(id=f"{title}#0", title=title,
+                          text=f"The {title.lower()} is a kind of {typ}. It is often {colour_name}."),
                      dict(id=f"{title}#1", title=title, text=f"Many stories mention the {title.lower()}.")]
         facts += [dict(entity=eid, family="identify", answers=[title.lower()], source="toy"),
                   dict(entity=eid, family="hypernym", answers=[typ], source="toy")]
@@ -153,16 +162,22 @@ class MiniConfig:
     size_ratio: float = 1.3        # "largest"/"smallest" needs this area ratio over the runner-up
     jpeg_quality: int = 90
 
-    def __post_init__(self):
-        for f in ("seed", "n_train", "n_val", "n_test", "n_heldout"): check_int(getattr(self, f), f"MiniConfig.{f}", min=0)
-        for f in ("canvas", "min_size", "max_size"): check_int(getattr(self, f), f"MiniConfig.{f}", min=8)
-        check_int(self.max_pictures, "MiniConfig.max_pictures", 1, 6)
-        check_int(self.jpeg_quality, "MiniConfig.jpeg_quality", 1, 95)
-        if check_float(self.heldout_fraction, "MiniConfig.heldout_fraction", 0, 1) == 1:
-            raise ValueError("MiniConfig.heldout_fraction must be below 1")
-        check_float(self.margin, "MiniConfig.margin", 0, 0.5); check_float(self.size_ratio, "MiniConfig.size_ratio", 1)
-        if not self.min_size <= self.max_size <= self.canvas // 2:
-            raise ValueError("MiniConfig: need min_size <= max_size <= canvas/2")
+    def __post_init__(self): _check_mini_config(self)
+
+# %% ../nbs/03_gemkr_mini.ipynb #43dbc67f
+def _check_mini_config(cfg: MiniConfig) -> None:
+    "Raise a `ValueError` naming the field if `cfg` cannot generate a dataset."
+    for f in ("seed", "n_train", "n_val", "n_test", "n_heldout"):
+        check_int(getattr(cfg, f), f"MiniConfig.{f}", min=0)
+    for f in ("canvas", "min_size", "max_size"): check_int(getattr(cfg, f), f"MiniConfig.{f}", min=8)
+    check_int(cfg.max_pictures, "MiniConfig.max_pictures", 1, 6)
+    check_int(cfg.jpeg_quality, "MiniConfig.jpeg_quality", 1, 95)
+    if check_float(cfg.heldout_fraction, "MiniConfig.heldout_fraction", 0, 1) == 1:
+        raise ValueError("MiniConfig.heldout_fraction must be below 1")
+    check_float(cfg.margin, "MiniConfig.margin", 0, 0.5)
+    check_float(cfg.size_ratio, "MiniConfig.size_ratio", 1)
+    if not cfg.min_size <= cfg.max_size <= cfg.canvas // 2:
+        raise ValueError("MiniConfig: need min_size <= max_size <= canvas/2")
 
 SPLITS = ("train", "val", "test", "test_heldout")
 
@@ -173,7 +188,8 @@ def referring_expressions(boxes: Sequence[Sequence[int]], target: int, canvas: i
     if len(boxes) == 1: return ["in this image", "here"]
     b = np.asarray(boxes, float)                                              # (n, 4)
     cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]); others = np.arange(len(b)) != target; m = margin * canvas
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]); others = np.arange(len(b)) != target
+    m = margin * canvas
     out, far = [], len(b) >= 3
     if cx[target] + m < cx[others].min(): out.append("on the far left" if far else "on the left")
     if cx[target] - m > cx[others].max(): out.append("on the far right" if far else "on the right")
@@ -184,13 +200,15 @@ def referring_expressions(boxes: Sequence[Sequence[int]], target: int, canvas: i
     return out
 
 # %% ../nbs/03_gemkr_mini.ipynb #4dacaa2a
-def place_pictures(rng: random.Random, sizes: Sequence[tuple[int, int]], canvas: int, gap: int = 4, tries: int = 200):
+def place_pictures(rng: random.Random, sizes: Sequence[tuple[int, int]], canvas: int, gap: int = 4,
+                   tries: int = 200):
     "Non-overlapping boxes (x0, y0, x1, y1) for pictures of the given (w, h), or None."
     boxes = []
     for w, h in sizes:
         for _ in range(tries):
             x, y = rng.randint(0, canvas - w), rng.randint(0, canvas - h)
-            if all(x + w + gap <= a or a2 + gap <= x or y + h + gap <= b or b2 + gap <= y for a, b, a2, b2 in boxes):
+            if all(x + w + gap <= a or a2 + gap <= x or y + h + gap <= b or b2 + gap <= y
+                   for a, b, a2, b2 in boxes):
                 boxes.append((x, y, x + w, y + h)); break
         else: return None
     return boxes
@@ -211,7 +229,8 @@ def render_scene(rng: random.Random, pictures: Sequence[Image.Image], boxes, can
     return im
 
 # %% ../nbs/03_gemkr_mini.ipynb #3e7ac844
-def pair_labels(assets: MiniAssets) -> dict[tuple[str, str], tuple[list[str], frozenset[int], frozenset[int]]]:
+def pair_labels(assets: MiniAssets) -> dict[tuple[str, str],
+                                            tuple[list[str], frozenset[int], frozenset[int]]]:
     "(answers, gold passages, answer-bearing passages) of every (entity, family) pair of the facts."
     index, out = AnswerIndex([p.text for p in assets.passages]), {}
     for f in assets.facts:
@@ -222,7 +241,8 @@ def pair_labels(assets: MiniAssets) -> dict[tuple[str, str], tuple[list[str], fr
     return out
 
 # %% ../nbs/03_gemkr_mini.ipynb #f14635b3
-def split_pairs(facts: Sequence[dict], cfg: MiniConfig) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def split_pairs(facts: Sequence[dict], cfg: MiniConfig) -> tuple[list[tuple[str, str]],
+                                                                 list[tuple[str, str]]]:
     "(seen, held-out) lists of (entity, family) pairs: a seeded `heldout_fraction` per family is held out."
     rng = random.Random(f"{cfg.seed}-heldout")
     seen, held, by_fam = [], [], {}
@@ -256,8 +276,8 @@ def make_scene(rng: random.Random, assets: MiniAssets, entity: str, cfg: MiniCon
                  shown.index(entity), rng.choice(exprs))
 
 # %% ../nbs/03_gemkr_mini.ipynb #3a79e303
-def make_query(assets: MiniAssets, pool: Sequence[tuple[str, str]], cfg: MiniConfig, split: str, k: int, pictures: dict,
-               labels: dict) -> tuple[Query, Image.Image]:
+def make_query(assets: MiniAssets, pool: Sequence[tuple[str, str]], cfg: MiniConfig, split: str, k: int,
+               pictures: dict, labels: dict) -> tuple[Query, Image.Image]:
     "The `k`-th query of `split`, with its labels, and its scene image."
     rng = random.Random(f"{cfg.seed}-{split}-{k}")
     fam = rng.choice(sorted({f for _, f in pool}))
@@ -273,7 +293,8 @@ def make_query(assets: MiniAssets, pool: Sequence[tuple[str, str]], cfg: MiniCon
 
 # %% ../nbs/03_gemkr_mini.ipynb #fdd582f6
 def yolo_label(scene: Scene, class_of: dict[str, int]) -> str:
-    "The YOLO label file of `scene`: `class cx cy w h` (normalised), one line per picture; `class_of`: entity -> class id."
+    """The YOLO label file of `scene`: `class cx cy w h` (normalised),
+    one line per picture; `class_of`: entity -> class id."""
     (w, h), lines = scene.size, []
     for e, (x0, y0, x1, y1) in zip(scene.entities, scene.boxes):
         cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
@@ -289,19 +310,24 @@ def query_record(q: Query) -> dict:
 
 def read_queries(path: Path, root: Path) -> list[Query]:
     "The queries of a build's `queries.jsonl`, their images under `root`; errors name the file and line."
-    out, fields = [], ("qid", "image", "question", "answers", "family", "relevant", "answer_passages", "scene", "meta")
+    out, fields = [], ("qid", "image", "question", "answers", "family", "relevant", "answer_passages",
+                       "scene", "meta")
     for i, r in enumerate(read_jsonl(path, required=fields), 1):
-        try: out.append(Query(r["qid"], root / r["image"], r["question"], r["answers"], frozenset(r["relevant"]),
-                              r["family"], Scene(**r["scene"]), frozenset(r["answer_passages"]), r["meta"]))
+        try:
+            out.append(Query(r["qid"], root / r["image"], r["question"], r["answers"],
+                             frozenset(r["relevant"]),
+                             r["family"], Scene(**r["scene"]), frozenset(r["answer_passages"]), r["meta"]))
         except (TypeError, ValueError) as e: raise ValueError(f"{path}, line {i}: {e}") from None
     return out
 
 # %% ../nbs/03_gemkr_mini.ipynb #ec516a41
 def mini_stats(queries: Sequence[Query]) -> dict:
-    "Counts per split, family and number of pictures, and the median number of gold and answer-bearing passages."
+    """Counts per split, family and number of pictures, and
+    the median number of gold and answer-bearing passages."""
     c, med = collections.Counter, lambda xs: float(np.median(xs)) if xs else 0.0
     return dict(n_queries=len(queries), by_split=dict(c(q.meta["split"] for q in queries)),
-                by_split_family={s: dict(c(q.family for q in queries if q.meta["split"] == s)) for s in SPLITS},
+                by_split_family={s: dict(c(q.family for q in queries if q.meta["split"] == s))
+                                 for s in SPLITS},
                 by_pictures=dict(c(str(q.scene.n_pictures) for q in queries)),
                 median_gold=med([len(q.relevant) for q in queries]),
                 median_answer_passages=med([len(q.answer_passages) for q in queries]))
@@ -313,7 +339,8 @@ def _plan(assets: MiniAssets, cfg: MiniConfig) -> list[tuple[str, list, int]]:
     plan = [("train", seen, cfg.n_train), ("val", seen, cfg.n_val), ("test", seen, cfg.n_test),
             ("test_heldout", held, cfg.n_heldout)]
     for split, pool, n in plan:
-        if n and not pool: raise ValueError(f"split {split!r} needs queries but has no (entity, family) pairs")
+        if n and not pool:
+            raise ValueError(f"split {split!r} needs queries but has no (entity, family) pairs")
     return plan
 
 # %% ../nbs/03_gemkr_mini.ipynb #05890e75
@@ -338,11 +365,13 @@ def generate_mini(assets: MiniAssets, cfg: MiniConfig, out: Path) -> None:
 # %% ../nbs/03_gemkr_mini.ipynb #76407af1
 def _check_split(split: str, relevance: str) -> None:
     if split not in SPLITS: raise ValueError(f"unknown GeMKR-Mini split {split!r}; expected one of {SPLITS}")
-    if relevance not in RELEVANCE: raise ValueError(f"relevance must be 'gold' or 'answer', got {relevance!r}")
+    if relevance not in RELEVANCE:
+        raise ValueError(f"relevance must be 'gold' or 'answer', got {relevance!r}")
 
 @dataclass
 class MiniDataset:
-    "A built GeMKR-Mini: its folder, config, knowledge base, entities, detector classes and queries (all splits)."
+    """A built GeMKR-Mini: its folder, config, knowledge base, entities,
+    detector classes and queries (all splits)."""
     root: Path
     config: MiniConfig
     passages: list[Passage]
@@ -364,8 +393,8 @@ def load_mini_dataset(root, assets: MiniAssets | None = None) -> MiniDataset:
     try: classes = json.loads((root / "classes.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ValueError(f"{root / 'classes.json'}: unreadable ({e}); delete {root} to rebuild it") from None
-    return MiniDataset(root, load_config(MiniConfig, root / "config.json"), assets.passages, assets.entities, classes,
-                       read_queries(root / "queries.jsonl", root))
+    return MiniDataset(root, load_config(MiniConfig, root / "config.json"), assets.passages, assets.entities,
+                       classes, read_queries(root / "queries.jsonl", root))
 
 # %% ../nbs/03_gemkr_mini.ipynb #888a6acc
 def _remove_dead_builds(out_root: Path) -> None:
@@ -373,18 +402,23 @@ def _remove_dead_builds(out_root: Path) -> None:
     for name in sorted({p.name[1:].split(".", 1)[0] for p in out_root.glob(".mini-*.tmp")}):
         remove_stale_temps(out_root, name)
 
-def build_mini(cfg: MiniConfig = MiniConfig(), assets_root=None, out_root=None, checksums: bool = True) -> MiniDataset:
-    "Build GeMKR-Mini from the assets, or reuse the intact cached build of the same generator, assets and config."
+def build_mini(cfg: MiniConfig = MiniConfig(), assets_root=None, out_root=None,
+               checksums: bool = True) -> MiniDataset:
+    """Build GeMKR-Mini from the assets, or reuse the intact
+    cached build of the same generator, assets and config."""
     assets = load_assets(assets_root)
     key = fingerprint(GENERATOR_VERSION, assets.root, cfg)
     out_root = Path(out_root) if out_root else cache_dir("mini")
     out_root.mkdir(parents=True, exist_ok=True)
     _remove_dead_builds(out_root)
-    final, _ = cached_folder(out_root / f"mini-{key[:16]}", key, lambda tmp: generate_mini(assets, cfg, tmp), checksums)
+    final, _ = cached_folder(out_root / f"mini-{key[:16]}", key, lambda tmp: generate_mini(assets, cfg, tmp),
+                             checksums)
     return load_mini_dataset(final, assets)
 
 # %% ../nbs/03_gemkr_mini.ipynb #da2a7ee4
-def load_mini(split: str = "test", relevance: str = "gold", cfg: MiniConfig | None = None, assets_root=None) -> Benchmark:
-    "One split of GeMKR-Mini as a `Benchmark` with relevance 'gold' or 'answer' (built on first use, then cached)."
+def load_mini(split: str = "test", relevance: str = "gold", cfg: MiniConfig | None = None,
+              assets_root=None) -> Benchmark:
+    """One split of GeMKR-Mini as a `Benchmark` with relevance
+    'gold' or 'answer' (built on first use, then cached)."""
     _check_split(split, relevance)
     return build_mini(cfg or MiniConfig(), assets_root).split(split, relevance)

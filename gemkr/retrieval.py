@@ -11,8 +11,8 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
-from .core import (atomic_write, cache_dir, cached_folder, check_int, check_manifest, config_path, fingerprint,
-                        load_config, progress, save_config)
+from .core import (atomic_write, cache_dir, cached_folder, check_int, check_manifest, config_path,
+                        fingerprint, load_config, progress, save_config)
 from .data import Benchmark, Passage, Query
 from .fmindex import FMIndex, FMIndexConfig, WordTokenizer
 from .decoding import Clue, DecodingConfig, Retrieval, retrieve
@@ -27,10 +27,12 @@ __all__ = ['PromptBuilder', 'special_ids', 'encode_text', 'tokenize_passages', '
 # %% ../nbs/04d_retrieval.ipynb #f122e0b2
 def _check_tokenizer(tok):
     if not isinstance(tok, (WordTokenizer, PreTrainedTokenizerBase)):
-        raise TypeError(f"expected a gemkr WordTokenizer or a HuggingFace tokenizer, got {type(tok).__name__}")
+        raise TypeError("expected a gemkr WordTokenizer or a HuggingFace tokenizer, got "
+                        f"{type(tok).__name__}")
 
 def special_ids(tok) -> tuple[int, int, int]:
-    "`(bos, eos, pad)` token ids of `tok`; without a pad token, its unknown token (else 0) pads, as in the official code."
+    """`(bos, eos, pad)` token ids of `tok`; without a pad token, its unknown token (else 0) pads,
+    as in the official code."""
     _check_tokenizer(tok)
     if isinstance(tok, WordTokenizer): return tok.bos_token_id, tok.eos_token_id, tok.unk_token_id
     for role in ("bos", "eos"):
@@ -43,7 +45,8 @@ def special_ids(tok) -> tuple[int, int, int]:
 def encode_text(tok, text: str) -> list[int]:
     "`text` as token ids, without special tokens."
     _check_tokenizer(tok)
-    return tok.encode(text) if isinstance(tok, WordTokenizer) else tok(text, add_special_tokens=False)["input_ids"]
+    return tok.encode(text) if isinstance(tok, WordTokenizer) else tok(text,
+                                                                       add_special_tokens=False)["input_ids"]
 
 # %% ../nbs/04d_retrieval.ipynb #690b0fc9
 def tokenize_passages(tok, texts: Sequence[str]) -> list[np.ndarray]:
@@ -56,7 +59,8 @@ def tokenize_passages(tok, texts: Sequence[str]) -> list[np.ndarray]:
 
 # %% ../nbs/04d_retrieval.ipynb #4c2b6357
 def tokenizer_fingerprint(tok) -> str:
-    "SHA-256 of what decides `tok`'s ids: its vocabulary (WordTokenizer), its serialized pipeline (HF), and the special ids."
+    """SHA-256 of what decides `tok`'s ids: its vocabulary
+    (WordTokenizer), its serialized pipeline (HF), and the special ids."""
     _check_tokenizer(tok)
     if isinstance(tok, WordTokenizer): return fingerprint("WordTokenizer", tok.vocab)
     body = tok.backend_tokenizer.to_str() if tok.is_fast else sorted(tok.get_vocab().items())
@@ -89,7 +93,8 @@ def load_tokenizer(folder):
 @dataclass(frozen=True)
 class KBConfig:
     "What a knowledge base indexes and how."
-    with_title: bool = False                                        # index "title text"; GeMKR indexes the passage text alone
+    # index "title text"; GeMKR indexes the passage text alone
+    with_title: bool = False
     fmindex: FMIndexConfig = field(default_factory=FMIndexConfig)   # the FM-index's own settings
 
 def passage_text(p: Passage, with_title: bool = False) -> str:
@@ -97,13 +102,15 @@ def passage_text(p: Passage, with_title: bool = False) -> str:
     return f"{p.title} {p.text}" if with_title and p.title else p.text
 
 def kb_fingerprint(passages: Sequence[Passage], tok, cfg: KBConfig) -> str:
-    "SHA-256 of everything a knowledge base is made from: the passages (ids, titles, texts), the tokenizer and the config."
-    return fingerprint("gemkr-kb-1", [(p.id, p.title, p.text) for p in passages], tokenizer_fingerprint(tok), cfg)
+    """SHA-256 of everything a knowledge base is made from: the passages (ids, titles, texts),
+    the tokenizer and the config."""
+    return fingerprint("gemkr-kb-1", [(p.id, p.title, p.text) for p in passages], tokenizer_fingerprint(tok),
+                       cfg)
 
 # %% ../nbs/04d_retrieval.ipynb #9ca50d3f
 @dataclass(eq=False)
 class KnowledgeBase:
-    "Passages, their tokenizer and the FM-index over `[BOS] + tokens + [EOS]` of each (doc id = passage index)."
+    "Passages, their tokenizer and the FM-index of each `[BOS] + tokens + [EOS]` (doc id = passage index)."
     passages: list[Passage]
     tokenizer: object
     index: FMIndex
@@ -114,25 +121,35 @@ class KnowledgeBase:
 
     def __post_init__(self):
         if self.index.n_docs != len(self.passages):
-            raise ValueError(f"{self.path}: the index holds {self.index.n_docs} documents for {len(self.passages)} passages")
+            raise ValueError(f"{self.path}: the index holds {self.index.n_docs} documents for "
+                             f"{len(self.passages)} passages")
         if self.index.vocab_size > len(self.tokenizer):
             raise ValueError(f"{self.path}: the index has {self.index.vocab_size} token ids, "
                              f"the tokenizer only {len(self.tokenizer)}")
 
     bos_token_id = property(lambda self: special_ids(self.tokenizer)[0], doc="The tokenizer's BOS id.")
-    eos_token_id = property(lambda self: special_ids(self.tokenizer)[1], doc="The tokenizer's EOS id: a clue ends with it.")
-    pad_token_id = property(lambda self: special_ids(self.tokenizer)[2], doc="The id prompts and finished beams pad with.")
-    def __len__(self): return len(self.passages)
-    def __repr__(self):
-        return (f"KnowledgeBase({len(self):,} passages, {self.index.n_tokens:,} tokens, {type(self.tokenizer).__name__} of "
-                f"{len(self.tokenizer):,} ids, {'reused' if self.reused else 'built'}: {self.path.name})")
+    eos_token_id = property(lambda self: special_ids(self.tokenizer)[1],
+                            doc="The tokenizer's EOS id: a clue ends with it.")
+    pad_token_id = property(lambda self: special_ids(self.tokenizer)[2],
+                            doc="The id prompts and finished beams pad with.")
+
+# %% ../nbs/04d_retrieval.ipynb #5e4ea202
+@patch
+def __len__(self: KnowledgeBase): return len(self.passages)
+
+@patch
+def __repr__(self: KnowledgeBase):
+    return (f"KnowledgeBase({len(self):,} passages, {self.index.n_tokens:,} tokens, "
+            f"{type(self.tokenizer).__name__} of {len(self.tokenizer):,} ids, "
+            f"{'reused' if self.reused else 'built'}: {self.path.name})")
 
 # %% ../nbs/04d_retrieval.ipynb #a8b8558c
 @patch
 def tokens(self: KnowledgeBase, doc: int) -> list[int]:
     "Document `doc` as indexed: `[BOS] + tokens + [EOS]`."
     doc = check_int(doc, "doc", min=0, max=len(self) - 1)
-    return tokenize_passages(self.tokenizer, [passage_text(self.passages[doc], self.config.with_title)])[0].tolist()
+    return tokenize_passages(self.tokenizer, [passage_text(self.passages[doc],
+                                                           self.config.with_title)])[0].tolist()
 
 @patch
 def decoding_config(self: KnowledgeBase, **kwargs) -> DecodingConfig:
@@ -141,15 +158,16 @@ def decoding_config(self: KnowledgeBase, **kwargs) -> DecodingConfig:
 
 # %% ../nbs/04d_retrieval.ipynb #a71dfbe4
 def _write_kb(folder: Path, passages: Sequence[Passage], tok, cfg: KBConfig) -> None:
-    "Tokenize and index `passages` into `folder`, with the tokenizer, the config and a summary beside the index."
+    """Tokenize and index `passages` into `folder`, with the tokenizer,
+    the config and a summary beside the index."""
     docs = tokenize_passages(tok, [passage_text(p, cfg.with_title) for p in passages])
     index = FMIndex.build(docs, vocab_size=len(tok), config=cfg.fmindex)
     index.save(folder / "index.fmi")
     save_tokenizer(tok, folder / "tokenizer")
     save_config(cfg, folder / "config.json")
     bos, eos, pad = special_ids(tok)
-    info = dict(n_passages=len(passages), n_tokens=index.n_tokens, vocab_size=len(tok), tokenizer=type(tok).__name__,
-                bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
+    info = dict(n_passages=len(passages), n_tokens=index.n_tokens, vocab_size=len(tok),
+                tokenizer=type(tok).__name__, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
                 first_passage=passages[0].id, last_passage=passages[-1].id)
     with atomic_write(folder / "kb.json", "w", encoding="utf-8") as f: json.dump(info, f, indent=1)
 
@@ -157,27 +175,33 @@ def _passages(source) -> list[Passage]:
     passages = list(source.passages if isinstance(source, Benchmark) else source)
     if not passages: raise ValueError("no passages to build a knowledge base from")
     bad = next((i for i, p in enumerate(passages) if not isinstance(p, Passage)), None)
-    if bad is not None: raise TypeError(f"passage {bad}: expected a gemkr.data.Passage, got {type(passages[bad]).__name__}")
+    if bad is not None:
+        raise TypeError(f"passage {bad}: expected a gemkr.data.Passage, got {type(passages[bad]).__name__}")
     return passages
 
 # %% ../nbs/04d_retrieval.ipynb #07486433
-def build_kb(source: Benchmark | Sequence[Passage], tokenizer, cfg: KBConfig | None = None, path=None) -> KnowledgeBase:
-    "The knowledge base of `source`'s passages, reused from its cached folder when passages, tokenizer and config are unchanged."
+def build_kb(source: Benchmark | Sequence[Passage], tokenizer, cfg: KBConfig | None = None,
+             path=None) -> KnowledgeBase:
+    """The knowledge base of `source`'s passages, reused from its cached folder when passages,
+    tokenizer and config are unchanged."""
     passages, cfg = _passages(source), cfg or KBConfig()
     if not isinstance(cfg, KBConfig): raise TypeError(f"cfg must be a KBConfig, got {type(cfg).__name__}")
     key = kb_fingerprint(passages, tokenizer, cfg)
     path = Path(path) if path is not None else cache_dir("kb") / f"kb-{key[:16]}"
     folder, reused = cached_folder(path, key, lambda tmp: _write_kb(tmp, passages, tokenizer, cfg))
-    index = FMIndex.load(folder / "index.fmi", verify=False)        # the manifest's checksums were just checked
+    # the manifest's checksums were just checked
+    index = FMIndex.load(folder / "index.fmi", verify=False)
     return KnowledgeBase(passages, tokenizer, index, cfg, folder, key, reused)
 
 def load_kb(path, source: Benchmark | Sequence[Passage]) -> KnowledgeBase:
-    "The knowledge base saved in folder `path` by `build_kb`, for `source`'s passages (its tokenizer and config read from it)."
+    """The knowledge base saved in folder `path` by `build_kb`,
+    for `source`'s passages (its tokenizer and config read from it)."""
     path, passages = Path(path), _passages(source)
     tok, cfg = load_tokenizer(path / "tokenizer"), load_config(KBConfig, path / "config.json")
     key = kb_fingerprint(passages, tok, cfg)
     check_manifest(path, key)         # CacheError naming the folder: other passages, or a damaged file
-    return KnowledgeBase(passages, tok, FMIndex.load(path / "index.fmi", verify=False), cfg, path, key, reused=True)
+    return KnowledgeBase(passages, tok, FMIndex.load(path / "index.fmi", verify=False), cfg, path, key,
+                         reused=True)
 
 # %% ../nbs/04d_retrieval.ipynb #3fdaca8c
 @runtime_checkable
@@ -185,12 +209,13 @@ class Retriever(Protocol):
     "Maps a batch of queries to one `Retrieval` (clues, ranked `(doc_id, score)` pairs) per query, in order."
     def __call__(self, queries: Sequence[Query]) -> list[Retrieval]: ...
 
-PromptBuilder = Callable[[Sequence[Query], KnowledgeBase], dict]   # (queries, KB) -> model inputs: input_ids or
-                                                                   # inputs_embeds, and attention_mask
+# (queries, KB) -> model inputs: input_ids or inputs_embeds, and attention_mask
+PromptBuilder = Callable[[Sequence[Query], KnowledgeBase], dict]
 
 # %% ../nbs/04d_retrieval.ipynb #a0333be0
 def question_prompt(queries: Sequence[Query], kb: KnowledgeBase) -> dict[str, torch.Tensor]:
-    "`[BOS] + question tokens` per query, left-padded with the KB's pad id: `input_ids` and `attention_mask`, both (B, T)."
+    """`[BOS] + question tokens` per query, left-padded with the KB's pad id:
+    `input_ids` and `attention_mask`, both (B, T)."""
     rows = [[kb.bos_token_id] + encode_text(kb.tokenizer, q.question) for q in queries]
     if not rows: raise ValueError("question_prompt: no queries")
     T = max(map(len, rows))
@@ -209,8 +234,8 @@ class LMRetriever:
                  prompt: PromptBuilder = question_prompt):
         cfg = cfg or kb.decoding_config()
         if cfg.eos_token_id != kb.eos_token_id:
-            raise ValueError(f"DecodingConfig.eos_token_id is {cfg.eos_token_id} but the knowledge base's tokenizer "
-                             f"ends passages with {kb.eos_token_id}: use kb.decoding_config()")
+            raise ValueError(f"DecodingConfig.eos_token_id is {cfg.eos_token_id} but the knowledge base's "
+                             f"tokenizer ends passages with {kb.eos_token_id}: use kb.decoding_config()")
         self.model, self.kb, self.config, self.prompt = model, kb, cfg, prompt
 
     def __call__(self, queries: Sequence[Query]) -> list[Retrieval]:
@@ -224,17 +249,20 @@ class LMRetriever:
 
 # %% ../nbs/04d_retrieval.ipynb #1d8a413b
 def to_rankings(queries: Sequence[Query], retrievals: Sequence[Retrieval]) -> dict[str, list[int]]:
-    "Each query's ranked doc ids (best first, repeats dropped): the `dict[qid, list[int]]` that `evaluate` takes."
+    """Each query's ranked doc ids (best first, repeats dropped):
+    the `dict[qid, list[int]]` that `evaluate` takes."""
     if len(queries) != len(retrievals):
         raise ValueError(f"{len(retrievals)} retrievals for {len(queries)} queries")
     for q, r in zip(queries, retrievals):
-        if not isinstance(r, Retrieval): raise TypeError(f"query {q.qid!r}: expected a Retrieval, got {type(r).__name__}")
+        if not isinstance(r, Retrieval):
+            raise TypeError(f"query {q.qid!r}: expected a Retrieval, got {type(r).__name__}")
     return {q.qid: dedup_ranking(d for d, _ in r.docs) for q, r in zip(queries, retrievals)}
 
 # %% ../nbs/04d_retrieval.ipynb #ca55a80e
 @dataclass
 class Run:
-    "A retriever's results on a benchmark: rankings for `evaluate`, each query's clues, and the retriever's config."
+    """A retriever's results on a benchmark: rankings for `evaluate`, each query's clues,
+    and the retriever's config."""
     benchmark: str                            # the benchmark's name
     rankings: dict[str, list[int]]            # qid -> passage indices, best first
     clues: dict[str, list[Clue]]              # qid -> the clues written for it, best first
@@ -242,7 +270,8 @@ class Run:
     seconds: float = 0.0                      # wall time of the run
 
 # %% ../nbs/04d_retrieval.ipynb #e6a42cf3
-def run_retriever(retriever: Retriever, bench: Benchmark, batch_size: int = 8, desc: str | None = None) -> Run:
+def run_retriever(retriever: Retriever, bench: Benchmark, batch_size: int = 8,
+                  desc: str | None = None) -> Run:
     "Run `retriever` over `bench`'s queries in batches of `batch_size`, with a progress bar."
     if not callable(retriever):
         raise TypeError(f"a retriever must be callable on a batch of queries, got {type(retriever).__name__}")
@@ -261,22 +290,28 @@ def save_run(run: Run, path) -> Path:
     "Write `run` to `path` as JSON, atomically, and its config (if any) beside it as `<path>.config.json`."
     path = Path(path)
     clue = lambda c: dict(tokens=list(c.tokens), score=c.score, text=c.text)
-    qs = {q: dict(ranking=[int(d) for d in r], clues=[clue(c) for c in run.clues.get(q, [])]) for q, r in run.rankings.items()}
+    qs = {q: dict(ranking=[int(d) for d in r], clues=[clue(c) for c in run.clues.get(q, [])])
+          for q, r in run.rankings.items()}
     with atomic_write(path, "w", encoding="utf-8") as f:
         json.dump(dict(benchmark=run.benchmark, seconds=run.seconds, queries=qs), f, ensure_ascii=False)
     if run.config is not None: save_config(run.config, config_path(path))
-    elif config_path(path).exists(): config_path(path).unlink()      # an older run's config must not pass for this one's
+    # an older run's config must not pass for this one's
+    elif config_path(path).exists(): config_path(path).unlink()
     return path
 
 # %% ../nbs/04d_retrieval.ipynb #b4994f86
 def load_run(path, config_cls=None) -> Run:
-    "A run saved by `save_run`; its config is loaded as `config_cls` when given, else left as a plain dict (or None)."
+    """A run saved by `save_run`; its config is loaded as `config_cls` when given,
+    else left as a plain dict (or None)."""
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such run file")
     try: d = json.loads(path.read_text(encoding="utf-8")); qs = d["queries"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e: raise ValueError(f"{path}: not a saved run ({e})") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a saved run ({e})") from None
     cp = config_path(path)
     if not cp.exists(): cfg = None
     else: cfg = load_config(config_cls, cp) if config_cls else json.loads(cp.read_text(encoding="utf-8"))
-    clues = {q: [Clue(tuple(c["tokens"]), float(c["score"]), c["text"]) for c in v["clues"]] for q, v in qs.items()}
-    return Run(d["benchmark"], {q: [int(x) for x in v["ranking"]] for q, v in qs.items()}, clues, cfg, float(d["seconds"]))
+    clues = {q: [Clue(tuple(c["tokens"]), float(c["score"]), c["text"]) for c in v["clues"]]
+             for q, v in qs.items()}
+    return Run(d["benchmark"], {q: [int(x) for x in v["ranking"]] for q, v in qs.items()}, clues, cfg,
+               float(d["seconds"]))

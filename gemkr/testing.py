@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from .core import check_float, check_int
-from .fmindex import FMIndex, WordTokenizer, naive_occurrences, naive_count, naive_doc_ids, naive_next_tokens
+from .fmindex import (FMIndex, WordTokenizer, naive_occurrences, naive_count, naive_doc_ids,
+                           naive_next_tokens)
 
 # %% auto #0
 __all__ = ['tiny_llama', 'ToyKB', 'toy_kb', 'hf_word_tokenizer', 'zipf_sampler', 'synthetic_corpus', 'naive_occurrences',
@@ -15,12 +16,15 @@ __all__ = ['tiny_llama', 'ToyKB', 'toy_kb', 'hf_word_tokenizer', 'zipf_sampler',
 
 # %% ../nbs/04c_testing.ipynb #93adcf2d
 def tiny_llama(vocab_size: int, hidden: int = 64, layers: int = 2, seed: int = 0, heads: int = 4,
-               intermediate: int | None = None, bos_token_id: int = 1, eos_token_id: int = 2, pad_token_id: int = 0):
-    "A randomly initialised `LlamaForCausalLM` (float32, eval mode), the same for the same arguments; no download."
+               intermediate: int | None = None, bos_token_id: int = 1, eos_token_id: int = 2,
+               pad_token_id: int = 0):
+    """A randomly initialised `LlamaForCausalLM` (float32, eval mode),
+    the same for the same arguments; no download."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     vocab_size, hidden = check_int(vocab_size, "vocab_size", min=1), check_int(hidden, "hidden", min=1)
-    layers, heads, seed = check_int(layers, "layers", min=1), check_int(heads, "heads", min=1), check_int(seed, "seed", min=0)
+    layers, heads = check_int(layers, "layers", min=1), check_int(heads, "heads", min=1)
+    seed = check_int(seed, "seed", min=0)
     if hidden % heads: raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
@@ -38,17 +42,21 @@ class ToyKB(NamedTuple):
     docs: list[list[int]]
     index: FMIndex
 
-def toy_kb(n_docs: int = 30, vocab_size: int = 24, seed: int = 0, min_len: int = 3, max_len: int = 11) -> ToyKB:
-    "`n_docs` random documents `[1] + tokens + [2]` (tokens in `[3, vocab_size)`, `min_len`..`max_len` of them) and their index."
+def toy_kb(n_docs: int = 30, vocab_size: int = 24, seed: int = 0, min_len: int = 3,
+           max_len: int = 11) -> ToyKB:
+    """`n_docs` random documents `[1] + tokens + [2]`
+    (tokens in `[3, vocab_size)`, `min_len`..`max_len` of them) and their index."""
     n_docs, vocab_size = check_int(n_docs, "n_docs", min=1), check_int(vocab_size, "vocab_size", min=4)
     min_len = check_int(min_len, "min_len", min=0); max_len = check_int(max_len, "max_len", min=min_len)
     rng = np.random.default_rng(check_int(seed, "seed", min=0))
-    docs = [[1] + rng.integers(3, vocab_size, rng.integers(min_len, max_len + 1)).tolist() + [2] for _ in range(n_docs)]
+    docs = [[1] + rng.integers(3, vocab_size, rng.integers(min_len, max_len + 1)).tolist() + [2]
+            for _ in range(n_docs)]
     return ToyKB(docs, FMIndex.build(docs, vocab_size=vocab_size))
 
 # %% ../nbs/04c_testing.ipynb #28358aad
 def hf_word_tokenizer(texts: Sequence[str], specials: Sequence[str] = ("<unk>", "<s>", "</s>")):
-    "A `PreTrainedTokenizerFast` over the words of `texts` (`specials` first); `<unk>`, `<s>`, `</s>`, `<pad>` get their roles."
+    """A `PreTrainedTokenizerFast` over the words of `texts` (`specials` first); `<unk>`, `<s>`, `</s>`,
+    `<pad>` get their roles."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     specials = list(specials)
@@ -57,13 +65,15 @@ def hf_word_tokenizer(texts: Sequence[str], specials: Sequence[str] = ("<unk>", 
     tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(specials + words)}, unk_token="<unk>"))
     tk.normalizer = normalizers.Lowercase()
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
-                                                pre_tokenizers.Split(Regex(r"\w+|[^\w\s]"), behavior="isolated")])
+                                                pre_tokenizers.Split(Regex(r"\w+|[^\w\s]"),
+                                                                     behavior="isolated")])
     roles = dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     return PreTrainedTokenizerFast(tokenizer_object=tk, **{k: v for k, v in roles.items() if v in specials})
 
 # %% ../nbs/04c_testing.ipynb #481cca01
 def zipf_sampler(k: int, rng: np.random.Generator, s: float = 1.0) -> Callable[[int], np.ndarray]:
-    "A vectorised sampler of `n` ranks in `[0, k)` with P(rank r) proportional to 1/(r+1)^s, drawing from `rng`."
+    """A vectorised sampler of `n` ranks in `[0, k)` with
+    P(rank r) proportional to 1/(r+1)^s, drawing from `rng`."""
     k, s = check_int(k, "k", min=1), check_float(s, "s", min=0.0)
     cdf = np.cumsum(1.0 / np.arange(1, k + 1) ** s); cdf /= cdf[-1]
     return lambda n: np.minimum(np.searchsorted(cdf, rng.random(n)), k - 1)
@@ -92,7 +102,8 @@ def _token_stream(rng, n_tokens: int, vocab_size: int, first_id: int, n_phrases:
     return flat
 
 # %% ../nbs/04c_testing.ipynb #db8130ee
-def _documents(rng, content: np.ndarray, doc_len: tuple[int, int], bos: int | None, eos: int | None) -> list[np.ndarray]:
+def _documents(rng, content: np.ndarray, doc_len: tuple[int, int], bos: int | None,
+               eos: int | None) -> list[np.ndarray]:
     "Cut `content` into documents of `doc_len` tokens, framed by `bos`/`eos` when given."
     n, (lo, hi) = len(content), doc_len
     lengths = rng.integers(lo, hi + 1, n // lo + 1)
@@ -107,11 +118,13 @@ def _documents(rng, content: np.ndarray, doc_len: tuple[int, int], bos: int | No
     return np.split(flat, ends[:-1])
 
 # %% ../nbs/04c_testing.ipynb #96069d12
-def synthetic_corpus(n_tokens: int, vocab_size: int, seed: int = 0, first_id: int = 0, n_phrases: int = 20_000,
+def synthetic_corpus(n_tokens: int, vocab_size: int, seed: int = 0, first_id: int = 0,
+                     n_phrases: int = 20_000,
                      phrase_frac: float = 0.5, doc_len: tuple[int, int] = (50, 150), bos: int | None = None,
                      eos: int | None = None, chunk: int = 1_000_000) -> list[np.ndarray]:
-    """`n_tokens` content tokens with ids in `[first_id, vocab_size)` as documents of `doc_len` tokens (framed by `bos`
-    and `eos` when given): Zipf(1) tokens, a share `phrase_frac` of them copied from Zipf-reused 2-8-token phrases."""
+    """`n_tokens` content tokens with ids in `[first_id, vocab_size)` as documents of `doc_len` tokens
+    (framed by `bos` and `eos` when given): Zipf(1) tokens, a share `phrase_frac` of them copied from
+    Zipf-reused 2-8-token phrases."""
     n_tokens, vocab_size = check_int(n_tokens, "n_tokens", min=1), check_int(vocab_size, "vocab_size", min=1)
     first_id = check_int(first_id, "first_id", min=0, max=vocab_size - 1)
     n_phrases, chunk = check_int(n_phrases, "n_phrases", min=1), check_int(chunk, "chunk", min=1)
