@@ -22,7 +22,7 @@ __all__ = ['FAMILIES', 'GENERATOR_VERSION', 'SPLITS', 'MiniAssets', 'load_assets
 
 # %% ../nbs/03_gemkr_mini.ipynb #94a282d7
 FAMILIES = ("identify", "hypernym", "capital", "continent", "neighbour")   # the question families
-GENERATOR_VERSION = 3   # part of the cache key: bump whenever a change to the generator changes its output
+GENERATOR_VERSION = 4   # part of the cache key: bump whenever a change to the generator changes its output
 
 @dataclass
 class MiniAssets:
@@ -32,6 +32,7 @@ class MiniAssets:
     entities: dict[str, dict]          # entity id -> {id, name, kind, type, title, image, source}
     facts: list[dict]                  # one per (entity, family) pair: {entity, family, answers, source}
     templates: dict[str, list[str]]    # family -> question templates with {loc} and {type}
+    style: dict[str, str] = dataclasses.field(default_factory=dict)  # entity id -> its second picture (test only)
 
     @property
     def types(self) -> list[str]:
@@ -90,6 +91,18 @@ def _read_templates(path: Path, families: set[str]) -> dict[str, list[str]]:
     return templates
 
 # %% ../nbs/03_gemkr_mini.ipynb #8a654cf1
+def _read_style(path: Path, root: Path, entities: dict) -> dict[str, str]:
+    "Entity id -> path (relative to `root`) of its second rendering; {} when `path` does not exist."
+    if not path.is_file(): return {}
+    style = {}
+    for i, r in enumerate(read_jsonl(path, required=("entity", "image")), 1):
+        if r["entity"] not in entities: _fail(path, i, f"unknown entity {r['entity']!r}")
+        if r["entity"] in style: _fail(path, i, f"second rendering of {r['entity']!r} listed twice")
+        if not (root / r["image"]).is_file(): _fail(path, i, f"image {r['image']} does not exist")
+        style[r["entity"]] = r["image"]
+    return style
+
+# %% ../nbs/03_gemkr_mini.ipynb #a8922d11
 def load_assets(root=None) -> MiniAssets:
     "Read and validate the assets in `root` (default: the shipped `data/mini`)."
     root = Path(root) if root else assets_dir("mini")
@@ -103,7 +116,8 @@ def load_assets(root=None) -> MiniAssets:
     entities = _read_entities(files["entities"], root, {p.title for p in passages})
     facts = _read_facts(files["facts"], entities)
     templates = _read_templates(files["templates"], {f["family"] for f in facts})
-    return MiniAssets(root, passages, entities, facts, templates)
+    style = _read_style(root / "style.jsonl", root, entities)
+    return MiniAssets(root, passages, entities, facts, templates, style)
 
 # %% ../nbs/03_gemkr_mini.ipynb #aae609ab
 _TOY = [("sun", "Sun", "natural phenomenon", (250, 200, 0), "yellow"),
@@ -124,11 +138,16 @@ def _toy_picture(k: int, colour) -> Image.Image:
 
 # %% ../nbs/03_gemkr_mini.ipynb #8e477ee5
 def write_toy_assets(root) -> Path:
-    "Write six toy entities with drawn pictures, 13 passages, 12 facts and templates into `root` (for tests)."
+    """Write six toy entities with drawn pictures (and a second rendering of all but the last),
+    13 passages, 12 facts and templates into `root` (for tests)."""
     root = Path(root); (root / "pictures").mkdir(parents=True, exist_ok=True)
-    rows, passages, facts = [], [], []
+    (root / "pictures_style").mkdir(exist_ok=True)
+    rows, passages, facts, style = [], [], [], []
     for k, (eid, title, typ, col, colour_name) in enumerate(_TOY):
         _toy_picture(k, col).save(root / "pictures" / f"{eid}.png")
+        if k < len(_TOY) - 1:                                 # the second rendering: another shape, darker
+            _toy_picture(k + 1, [c * 2 // 3 for c in col]).save(root / "pictures_style" / f"{eid}.png")
+            style.append(dict(entity=eid, image=f"pictures_style/{eid}.png", source="toy"))
         rows.append(dict(id=eid, name=title.lower(), kind="emoji", type=typ, title=title,
                          image=f"pictures/{eid}.png", source="toy"))
         passages += [dict(id=f"{title}#0", title=title,
@@ -138,7 +157,8 @@ def write_toy_assets(root) -> Path:
                   dict(entity=eid, family="hypernym", answers=[typ], source="toy")]
     passages.append(dict(id="Colour#0", title="Colour",
                          text="Red, green and yellow are colours; a red apple and a yellow sun."))
-    for name, recs in [("entities.jsonl", rows), ("passages.jsonl", passages), ("facts.jsonl", facts)]:
+    for name, recs in [("entities.jsonl", rows), ("passages.jsonl", passages), ("facts.jsonl", facts),
+                       ("style.jsonl", style)]:
         (root / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
     (root / "templates.json").write_text(json.dumps({"identify": ["What {type} is shown {loc}?"],
                                                      "hypernym": ["What kind of thing is shown {loc}?"]}))
@@ -157,6 +177,7 @@ class MiniConfig:
     n_val: int = 500
     n_test: int = 1000
     n_heldout: int = 200           # queries over held-out (entity, family) pairs, never seen in training
+    n_style: int = 500             # test queries whose every picture is the entity's second rendering
     heldout_fraction: float = 0.15 # share of (entity, family) pairs held out
     margin: float = 0.08           # a positional expression needs this lead, as a fraction of the canvas
     size_ratio: float = 1.3        # "largest"/"smallest" needs this area ratio over the runner-up
@@ -167,7 +188,7 @@ class MiniConfig:
 # %% ../nbs/03_gemkr_mini.ipynb #43dbc67f
 def _check_mini_config(cfg: MiniConfig) -> None:
     "Raise a `ValueError` naming the field if `cfg` cannot generate a dataset."
-    for f in ("seed", "n_train", "n_val", "n_test", "n_heldout"):
+    for f in ("seed", "n_train", "n_val", "n_test", "n_heldout", "n_style"):
         check_int(getattr(cfg, f), f"MiniConfig.{f}", min=0)
     for f in ("canvas", "min_size", "max_size"): check_int(getattr(cfg, f), f"MiniConfig.{f}", min=8)
     check_int(cfg.max_pictures, "MiniConfig.max_pictures", 1, 6)
@@ -179,7 +200,7 @@ def _check_mini_config(cfg: MiniConfig) -> None:
     if not cfg.min_size <= cfg.max_size <= cfg.canvas // 2:
         raise ValueError("MiniConfig: need min_size <= max_size <= canvas/2")
 
-SPLITS = ("train", "val", "test", "test_heldout")
+SPLITS = ("train", "val", "test", "test_heldout", "test_style")
 
 # %% ../nbs/03_gemkr_mini.ipynb #56d6f815
 def referring_expressions(boxes: Sequence[Sequence[int]], target: int, canvas: int, margin: float = 0.08,
@@ -257,7 +278,7 @@ def split_pairs(facts: Sequence[dict], cfg: MiniConfig) -> tuple[list[tuple[str,
 # %% ../nbs/03_gemkr_mini.ipynb #7c311118
 def make_scene(rng: random.Random, assets: MiniAssets, entity: str, cfg: MiniConfig, pictures: dict) -> Scene:
     "A scene showing `entity` among distractors, with a referring expression that singles it out."
-    ent_ids = sorted(assets.entities)
+    ent_ids = sorted(pictures)                              # the entities this split can show
     n, attempts = rng.randint(1, cfg.max_pictures), 0
     while True:
         attempts += 1
@@ -334,13 +355,15 @@ def mini_stats(queries: Sequence[Query]) -> dict:
 
 # %% ../nbs/03_gemkr_mini.ipynb #48b61de4
 def _plan(assets: MiniAssets, cfg: MiniConfig) -> list[tuple[str, list, int]]:
-    "(split, pool of (entity, family) pairs, number of queries) for each split."
+    "(split, pool of (entity, family) pairs, number of queries) for each split; `test_style` comes last."
     seen, held = split_pairs(assets.facts, cfg)
     plan = [("train", seen, cfg.n_train), ("val", seen, cfg.n_val), ("test", seen, cfg.n_test),
-            ("test_heldout", held, cfg.n_heldout)]
+            ("test_heldout", held, cfg.n_heldout),
+            ("test_style", [p for p in seen if p[0] in assets.style], cfg.n_style)]
     for split, pool, n in plan:
         if n and not pool:
-            raise ValueError(f"split {split!r} needs queries but has no (entity, family) pairs")
+            hint = " (no entity has a second rendering; set MiniConfig.n_style=0)" * (split == "test_style")
+            raise ValueError(f"split {split!r} needs queries but has no (entity, family) pairs{hint}")
     return plan
 
 # %% ../nbs/03_gemkr_mini.ipynb #05890e75
@@ -348,11 +371,13 @@ def generate_mini(assets: MiniAssets, cfg: MiniConfig, out: Path) -> None:
     "Write GeMKR-Mini's images, labels, queries, classes, statistics and config into the empty folder `out`."
     out = Path(out); (out / "images").mkdir(); (out / "labels").mkdir()
     pictures = {e: Image.open(assets.root / v["image"]).convert("RGBA") for e, v in assets.entities.items()}
+    second = {e: Image.open(assets.root / path).convert("RGBA") for e, path in assets.style.items()}
     labels, classes, queries = pair_labels(assets), assets.types, []
     class_of = {e: classes.index(v["type"]) for e, v in assets.entities.items()}
     for split, pool, n in _plan(assets, cfg):
+        pics = second if split == "test_style" else pictures
         for k in progress(range(n), desc=f"GeMKR-Mini {split}"):
-            q, image = make_query(assets, pool, cfg, split, k, pictures, labels)
+            q, image = make_query(assets, pool, cfg, split, k, pics, labels)
             image.save(out / q.image, quality=cfg.jpeg_quality)
             (out / "labels" / f"{q.qid}.txt").write_text(yolo_label(q.scene, class_of))
             queries.append(q)
