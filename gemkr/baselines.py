@@ -126,6 +126,7 @@ import dataclasses
 from typing import Sequence
 import pandas as pd
 from fastcore.script import call_parse, Param
+from .mini import TEST_SPLITS
 
 BASELINE_NAMES = {"random": "random", "bm25": "BM25 (question)",
                   "bm25_entity": "BM25 + entity name (text oracle)"}
@@ -138,7 +139,7 @@ def _scores(bench: Benchmark, rankings: dict, ks, match: str) -> pd.DataFrame:
     return per
 
 # %% ../nbs/04b_baselines.ipynb #e0dca33b
-def mini_baseline_results(splits: Sequence[str] = ("test", "test_heldout"), cfg: BaselineConfig | None = None,
+def mini_baseline_results(splits: Sequence[str] = TEST_SPLITS, cfg: BaselineConfig | None = None,
                           ks: Sequence[int] = (1, 5, 10), match: str = "word",
                           load: Callable | None = None) -> pd.DataFrame:
     """Per-query scores of every baseline on GeMKR-Mini splits: columns
@@ -189,7 +190,7 @@ def mini_baselines_cli(
 ):
     "Build GeMKR-Mini if needed, run the text baselines on it and print the results table."
     cfg = BaselineConfig()
-    per = mini_baseline_results(tuple(splits or ("test", "test_heldout")), cfg, match=match)
+    per = mini_baseline_results(tuple(splits or TEST_SPLITS), cfg, match=match)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summarize(per).to_string())
         print("\nR@5 (%) per family, gold relevance:")

@@ -15,10 +15,10 @@ from .core import (assets_dir, cache_dir, cached_folder, check_float, check_int,
 from .data import RELEVANCE, AnswerIndex, Benchmark, Passage, Query, Scene
 
 # %% auto #0
-__all__ = ['FAMILIES', 'GENERATOR_VERSION', 'SPLITS', 'MiniAssets', 'load_assets', 'write_toy_assets', 'MiniConfig',
-           'referring_expressions', 'place_pictures', 'render_scene', 'pair_labels', 'split_pairs', 'make_scene',
-           'make_query', 'yolo_label', 'query_record', 'read_queries', 'mini_stats', 'generate_mini', 'MiniDataset',
-           'load_mini_dataset', 'build_mini', 'load_mini']
+__all__ = ['FAMILIES', 'GENERATOR_VERSION', 'SPLITS', 'TEST_SPLITS', 'MiniAssets', 'load_assets', 'write_toy_assets',
+           'MiniConfig', 'referring_expressions', 'place_pictures', 'render_scene', 'pair_labels', 'split_pairs',
+           'make_scene', 'make_query', 'yolo_label', 'query_record', 'read_queries', 'mini_stats', 'generate_mini',
+           'MiniDataset', 'load_mini_dataset', 'build_mini', 'load_mini']
 
 # %% ../nbs/03_gemkr_mini.ipynb #94a282d7
 FAMILIES = ("identify", "hypernym", "capital", "continent", "neighbour")   # the question families
@@ -201,6 +201,7 @@ def _check_mini_config(cfg: MiniConfig) -> None:
         raise ValueError("MiniConfig: need min_size <= max_size <= canvas/2")
 
 SPLITS = ("train", "val", "test", "test_heldout", "test_style")
+TEST_SPLITS = ("test", "test_heldout", "test_style")   # the splits every results table reports
 
 # %% ../nbs/03_gemkr_mini.ipynb #56d6f815
 def referring_expressions(boxes: Sequence[Sequence[int]], target: int, canvas: int, margin: float = 0.08,
