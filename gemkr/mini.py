@@ -32,7 +32,7 @@ class MiniAssets:
     entities: dict[str, dict]          # entity id -> {id, name, kind, type, title, image, source}
     facts: list[dict]                  # one per (entity, family) pair: {entity, family, answers, source}
     templates: dict[str, list[str]]    # family -> question templates with {loc} and {type}
-    style: dict[str, str] = dataclasses.field(default_factory=dict)  # entity id -> its second picture (test only)
+    style: dict[str, str] = dataclasses.field(default_factory=dict)  # entity id -> its 2nd picture (tests)
 
     @property
     def types(self) -> list[str]:
