@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 import open_clip
-from .core import (assets_dir, atomic_write, cache_dir, cached_folder, check_float, check_int, config_to_dict,
-                        fingerprint, save_config)
+from .core import (assets_dir, atomic_write, cache_dir, cached_folder, check_float, check_int,
+                        config_to_dict, fingerprint, save_config)
 from .data import Query
 from .mini import MiniDataset, place_pictures, render_scene
 
@@ -91,7 +91,7 @@ def crop_box(image: Image.Image, box) -> Image.Image:
 # %% ../nbs/05_vision.ipynb #f1debc91
 @dataclass(frozen=True)
 class CLIPConfig:
-    "An open_clip model: a known name (weights from `checkpoint`) or a tiny ViT described by the fields below."
+    "An open_clip model: a known name (weights from `checkpoint`) or a tiny ViT (the fields below)."
     model: str = "gemkr-tiny-vit"   # an open_clip model name, e.g. "ViT-L-14"; other names: the tiny fields
     checkpoint: str | None = None   # a local checkpoint file (open_clip's format); None = random init
     seed: int = 0                   # seeds the random init
@@ -135,7 +135,7 @@ def open_clip_name(cfg: CLIPConfig) -> str:
 
 # %% ../nbs/05_vision.ipynb #77db1c24
 def create_clip(cfg: CLIPConfig):
-    "`(model, preprocess, tokenizer)` for `cfg`, in eval mode; weights from `cfg.checkpoint` or seeded random."
+    "`(model, preprocess, tokenizer)` of `cfg`, in eval mode; weights: `cfg.checkpoint`, or seeded random."
     name, ckpt = open_clip_name(cfg), None
     if cfg.checkpoint is not None:
         ckpt = Path(cfg.checkpoint)
@@ -249,7 +249,7 @@ class CLIPTrainData:
                          for e in self.ids]
         self.crops = _scene_crops(mini, set(self.ids), tcfg.n_scene_crops)
         self.tcfg, self.size = tcfg, preprocess.transforms[1].size[0]
-        self.to_tensor = type(preprocess)(preprocess.transforms[:-1])            # the encoder's resize and crop
+        self.to_tensor = type(preprocess)(preprocess.transforms[:-1])       # the encoder's resize and crop
         self.normalize = preprocess.transforms[-1]
 
 # %% ../nbs/05_vision.ipynb #78e91be7
@@ -331,7 +331,8 @@ def zero_shot_accuracy(encoder: ImageEncoder, crops, entities: Sequence[str], mi
     return float(np.mean([ids[p] == e for p, e in zip(pred.tolist(), entities)]))
 
 # %% ../nbs/05_vision.ipynb #4530ab44
-def pretrained_clip(mini: MiniDataset, cfg: CLIPConfig = CLIPConfig(), tcfg: CLIPTrainConfig = CLIPTrainConfig(),
+def pretrained_clip(mini: MiniDataset, cfg: CLIPConfig = CLIPConfig(),
+                    tcfg: CLIPTrainConfig = CLIPTrainConfig(),
                     pictures_root=None) -> tuple[CLIPConfig, list[dict]]:
     "Pretrain (or reuse) a tiny CLIP on `mini`; returns the config that loads it and the training history."
     root = Path(pictures_root) if pictures_root else assets_dir("mini")
@@ -351,7 +352,7 @@ def pretrained_clip(mini: MiniDataset, cfg: CLIPConfig = CLIPConfig(), tcfg: CLI
 @dataclass(frozen=True)
 class DetectorConfig:
     "A YOLO detector: built from an ultralytics yaml and trained on Mini, or loaded from local weights."
-    yaml: str = "yolov8n.yaml"      # an ultralytics model yaml (a built-in name or a file); scale letter n/s/m/l/x
+    yaml: str = "yolov8n.yaml"      # an ultralytics model yaml, built-in name or file (n/s/m/l/x: the scale)
     weights: str | None = None      # a local checkpoint (.pt): the paper path; then `yaml` is not used
     imgsz: int = 160                # train and inference image size (Mini scenes are 320 px)
     n_train: int = 500              # train scenes (of Mini's `train` split)
@@ -364,7 +365,8 @@ class DetectorConfig:
     iou: float = 0.7                # NMS IoU threshold
 
     def __post_init__(self):
-        for f in ("imgsz", "n_train", "n_val", "epochs", "batch"): check_int(getattr(self, f), f"DetectorConfig.{f}", 1)
+        for f in ("imgsz", "n_train", "n_val", "epochs", "batch"):
+            check_int(getattr(self, f), f"DetectorConfig.{f}", min=1)
         check_float(self.budget_s, "DetectorConfig.budget_s", min=0)
         check_float(self.conf, "DetectorConfig.conf", 0, 1); check_float(self.iou, "DetectorConfig.iou", 0, 1)
 
@@ -378,9 +380,11 @@ def detector_yaml(cfg: DetectorConfig) -> str:
     import ultralytics
     unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(cfg.yaml).stem) + ".yaml"
     models = Path(ultralytics.__file__).parent / "cfg" / "models"
-    if Path(cfg.yaml).suffix == ".yaml" and any(next(models.rglob(n), None) for n in (Path(cfg.yaml).name, unified)):
+    names = (Path(cfg.yaml).name, unified)
+    if Path(cfg.yaml).suffix == ".yaml" and any(next(models.rglob(n), None) for n in names):
         return cfg.yaml
-    raise FileNotFoundError(f"DetectorConfig.yaml: {cfg.yaml} is neither a file nor an ultralytics model yaml")
+    raise FileNotFoundError(f"DetectorConfig.yaml: {cfg.yaml} is neither a file nor an ultralytics model "
+                            "yaml")
 
 # %% ../nbs/05_vision.ipynb #8aab0590
 def load_detector(cfg: DetectorConfig = DetectorConfig()):
@@ -431,8 +435,8 @@ def _train_yolo(mini: MiniDataset, cfg: DetectorConfig, out: Path) -> None:
     data = write_yolo_dataset(mini, out / "data", cfg.n_train, cfg.n_val)
     model = load_detector(cfg)
     model.train(data=str(data), epochs=cfg.epochs, time=cfg.budget_s / 3600, imgsz=cfg.imgsz, batch=cfg.batch,
-                workers=1, cache="disk", device="cpu", plots=False, project=str(out), name="run", exist_ok=True,
-                seed=cfg.seed, deterministic=True, amp=False, verbose=False)
+                workers=1, cache="disk", device="cpu", plots=False, project=str(out), name="run",
+                exist_ok=True, seed=cfg.seed, deterministic=True, amp=False, verbose=False)
     wall, run = time.perf_counter() - t0, out / "run"
     shutil.copyfile(run / "weights" / ("best.pt" if (run / "weights/best.pt").exists() else "last.pt"),
                     out / "detector.pt")
@@ -446,12 +450,14 @@ def _train_yolo(mini: MiniDataset, cfg: DetectorConfig, out: Path) -> None:
     save_config(cfg, out / "detector_config.json")
 
 # %% ../nbs/05_vision.ipynb #79eeae1d
-def trained_detector(mini: MiniDataset, cfg: DetectorConfig = DetectorConfig()) -> tuple[DetectorConfig, dict]:
+def trained_detector(mini: MiniDataset, cfg: DetectorConfig = DetectorConfig()
+                     ) -> tuple[DetectorConfig, dict]:
     "Train (or reuse) a one-class YOLO on `mini`; returns the config that loads it and its `val` metrics."
     setup_ultralytics_offline()
     import ultralytics
     key = fingerprint("yolo", cfg, mini.root.name, ultralytics.__version__)
-    final, _ = cached_folder(cache_dir("yolo-runs") / f"yolo-{key[:16]}", key, lambda t: _train_yolo(mini, cfg, t))
+    final, _ = cached_folder(cache_dir("yolo-runs") / f"yolo-{key[:16]}", key,
+                             lambda tmp: _train_yolo(mini, cfg, tmp))
     return (replace(cfg, weights=str(final / "detector.pt")),
             json.loads((final / "metrics.json").read_text()) | dict(folder=final))
 
@@ -463,10 +469,11 @@ def top_regions(boxes, scores, n: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-scores, kind="stable")[:check_int(n, "n_regions", min=1)]
     return boxes[order], scores[order]
 
-def region_features(encoder: ImageEncoder, image: Image.Image, boxes, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def region_features(encoder: ImageEncoder, image: Image.Image, boxes,
+                    n: int) -> tuple[torch.Tensor, torch.Tensor]:
     "CLS features `(n, d)` of the crops of `boxes` (at most `n`, in order), zero-padded, and the mask `(n,)`."
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)[:n]
-    feats = torch.zeros(n, encoder.cfg.embed_dim if not _is_builtin(encoder.cfg) else encoder.model.visual.output_dim)
+    feats = torch.zeros(n, encoder.model.visual.output_dim)                     # (n, d)
     mask = torch.zeros(n, dtype=torch.bool)
     if len(boxes):
         feats[:len(boxes)] = encoder([crop_box(image, b) for b in boxes])[0]; mask[:len(boxes)] = True

@@ -1,6 +1,6 @@
-"""Chapter 05 (gemkr.vision) under bad input and cache changes: unreadable, truncated and unusual images, boxes
-outside the image, missing checkpoints and detector yamls, deterministic features, and the region-feature cache
-that must follow the model and the image. Everything is random-init and tiny: seconds, no network."""
+"""Chapter 05 (gemkr.vision) under bad input and cache changes: unreadable, truncated and unusual images,
+boxes outside the image, missing checkpoints and detector yamls, deterministic features, and the
+region-feature cache that must follow the model and the image. Everything is random-init and tiny: seconds, no network."""
 import numpy as np
 import pytest
 import torch
@@ -52,7 +52,8 @@ def test_image_errors(tmp_path):
     (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:200])
     for name in ("text.jpg", "empty.png", "cut.png"):
         with pytest.raises(ValueError, match=f"{name}: unreadable image"): load_image(tmp_path / name)
-    with pytest.raises(FileNotFoundError, match="missing.png: no such image file"): load_image(tmp_path / "missing.png")
+    with pytest.raises(FileNotFoundError, match="missing.png: no such image file"):
+        load_image(tmp_path / "missing.png")
 
 
 def test_boxes():
@@ -92,8 +93,9 @@ def test_region_padding_and_selection(encoder):
     assert feats[2:].abs().sum() == 0
     feats, mask = region_features(encoder, im, np.zeros((0, 4)), 3)
     assert not mask.any() and feats.abs().sum() == 0
-    boxes, scores = top_regions(np.arange(48).reshape(12, 4), [.1] * 6 + [.9] * 6, 10)   # more than N, ties
-    assert len(boxes) == 10 and boxes[0].tolist() == [24, 25, 26, 27] and scores.tolist() == [.9] * 6 + [.1] * 4
+    boxes, scores = top_regions(np.arange(48).reshape(12, 4), [.1] * 6 + [.9] * 6, 10)  # more than N; ties
+    assert len(boxes) == 10 and boxes[0].tolist() == [24, 25, 26, 27]
+    assert scores.tolist() == [.9] * 6 + [.1] * 4
 
 
 def test_region_cache_follows_model_and_image(tmp_path, encoder, detector):
@@ -127,7 +129,8 @@ def test_detector_paths(tmp_path, detector):
 def test_yolo_dataset_layout(tmp_path):
     assets = write_toy_assets(tmp_path / "assets")
     mini = build_mini(MiniConfig(n_train=6, n_val=3, n_test=2, n_heldout=0, heldout_fraction=0.0,
-                                 canvas=128, min_size=16, max_size=40, max_pictures=3), assets, tmp_path / "mini")
+                                 canvas=128, min_size=16, max_size=40, max_pictures=3),
+                      assets, tmp_path / "mini")
     data = write_yolo_dataset(mini, tmp_path / "yolo", 4, 10)
     images = sorted((tmp_path / "yolo" / "images").rglob("*.jpg"))
     assert len(images) == 4 + 3 and data.is_file()
