@@ -359,7 +359,8 @@ class DetectorConfig:
     n_val: int = 500                # validation scenes (Mini's `val` split)
     budget_s: float = 180.0         # ultralytics' `time=`: the epochs only (set-up, last validation add)
     epochs: int = 100               # upper bound; the budget usually stops training first
-    batch: int = 32
+    batch: int = 16                 # small batches: more steps in a short budget
+    warmup_epochs: float = 1.0      # ultralytics warms up for max(this many epochs, 100 steps)
     seed: int = 0
     conf: float = 0.25              # detections below this confidence are dropped
     iou: float = 0.7                # NMS IoU threshold
@@ -435,8 +436,8 @@ def _train_yolo(mini: MiniDataset, cfg: DetectorConfig, out: Path) -> None:
     data = write_yolo_dataset(mini, out / "data", cfg.n_train, cfg.n_val)
     model = load_detector(cfg)
     model.train(data=str(data), epochs=cfg.epochs, time=cfg.budget_s / 3600, imgsz=cfg.imgsz, batch=cfg.batch,
-                workers=1, cache="disk", device="cpu", plots=False, project=str(out), name="run",
-                exist_ok=True, seed=cfg.seed, deterministic=True, amp=False, verbose=False)
+                warmup_epochs=cfg.warmup_epochs, workers=1, cache="disk", device="cpu", plots=False,
+                project=str(out), name="run", exist_ok=True, seed=cfg.seed, amp=False, verbose=False)
     wall, run = time.perf_counter() - t0, out / "run"
     shutil.copyfile(run / "weights" / ("best.pt" if (run / "weights/best.pt").exists() else "last.pt"),
                     out / "detector.pt")

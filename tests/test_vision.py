@@ -1,6 +1,7 @@
 """Chapter 05 (gemkr.vision) under bad input and cache changes: unreadable, truncated and unusual images,
 boxes outside the image, missing checkpoints and detector yamls, deterministic features, and the
-region-feature cache that must follow the model and the image. Everything is random-init and tiny: seconds, no network."""
+region-feature cache that must follow the model and the image. Everything is random-init and tiny: seconds,
+no network."""
 import numpy as np
 import pytest
 import torch
