@@ -4,26 +4,26 @@
 
 # %% ../nbs/05_vision.ipynb #8ebf822e
 from __future__ import annotations
-import hashlib, io, json, logging, math, os, random, re, shutil, sys, time
-from dataclasses import dataclass, field, replace
+import hashlib, json, logging, math, os, random, re, shutil, sys, time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 import open_clip
 from .core import (assets_dir, atomic_write, cache_dir, cached_folder, check_float, check_int,
                         config_to_dict, fingerprint, save_config)
 from .data import Query
 from .mini import MiniDataset, place_pictures, render_scene
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['setup_ultralytics_offline', 'yolo_class', 'load_image', 'clip_box', 'crop_box', 'CLIPConfig', 'open_clip_name',
-           'create_clip', 'save_clip', 'ImageEncoder', 'encode_texts', 'model_hash', 'CLIPTrainConfig', 'entity_prompt',
-           'CLIPTrainData', 'paste_up', 'sample', 'batch', 'train_clip', 'zero_shot', 'target_crops',
-           'zero_shot_accuracy', 'pretrained_clip', 'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash',
-           'write_yolo_dataset', 'trained_detector', 'top_regions', 'region_features', 'RegionExtractor', 'extract',
-           'box_iou', 'detected_target_crops']
+           'create_clip', 'save_clip', 'ImageEncoder', 'CLIPTrainConfig', 'entity_prompt', 'CLIPTrainData',
+           'train_clip', 'zero_shot', 'target_crops', 'zero_shot_accuracy', 'pretrained_clip', 'DetectorConfig',
+           'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset', 'trained_detector', 'top_regions',
+           'region_features', 'RegionExtractor', 'box_iou', 'detected_target_crops']
 
 # %% ../nbs/05_vision.ipynb #ffe77213
 def setup_ultralytics_offline() -> Path:
@@ -66,8 +66,7 @@ def load_image(path) -> Image.Image:
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such image file")
     try:
         with _pil_open(path) as im:
-            ImageFile.LOAD_TRUNCATED_IMAGES = False
-            im.load()
+            im.load()                       # decodes now: a truncated file fails here (Pillow's default)
             return _to_rgb(im)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
         raise ValueError(f"{path}: unreadable image ({e})") from None
@@ -175,11 +174,13 @@ class ImageEncoder:
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
 # %% ../nbs/05_vision.ipynb #83f2b09b
+@patch
 @torch.no_grad()
 def encode_texts(self: ImageEncoder, texts: Sequence[str]) -> torch.Tensor:
     "L2-normalised text embeddings `(n, embed_dim)`."
     return torch.nn.functional.normalize(self.model.encode_text(self.tokenizer(list(texts))), dim=-1)
 
+@patch(as_prop=True)
 def model_hash(self: ImageEncoder) -> str:
     "SHA-256 of the model's weights (names, shapes and values)."
     if self._hash is None:
@@ -188,8 +189,6 @@ def model_hash(self: ImageEncoder) -> str:
             h.update(k.encode()); h.update(str(tuple(v.shape)).encode()); h.update(v.cpu().numpy().tobytes())
         self._hash = h.hexdigest()
     return self._hash
-
-ImageEncoder.encode_texts, ImageEncoder.model_hash = encode_texts, property(model_hash)
 
 # %% ../nbs/05_vision.ipynb #ce9ac785
 @dataclass(frozen=True)
@@ -253,6 +252,7 @@ class CLIPTrainData:
         self.normalize = preprocess.transforms[-1]
 
 # %% ../nbs/05_vision.ipynb #78e91be7
+@patch
 def paste_up(self: CLIPTrainData, i: int, rng: random.Random) -> tuple[Image.Image, tuple]:
     "A random rendering of entity `i` among 0-2 others: (image, the entity's box)."
     pic = self.pictures[i].rotate(rng.uniform(-15, 15), Image.BICUBIC, expand=True)
@@ -264,6 +264,7 @@ def paste_up(self: CLIPTrainData, i: int, rng: random.Random) -> tuple[Image.Ima
     while (boxes := place_pictures(rng, sizes, 96, gap=2)) is None: sizes, pics = sizes[:-1], pics[:-1]
     return render_scene(rng, pics, boxes, 96), boxes[0]
 
+@patch
 def sample(self: CLIPTrainData, i: int, rng: random.Random) -> torch.Tensor:
     "One augmented, un-normalised `(3, size, size)` view of entity `i`."
     crops = self.crops.get(self.ids[i])
@@ -273,9 +274,8 @@ def sample(self: CLIPTrainData, i: int, rng: random.Random) -> torch.Tensor:
     cx, cy = (x0 + x1) / 2 + rng.uniform(-.08, .08) * w, (y0 + y1) / 2 + rng.uniform(-.08, .08) * h
     return self.to_tensor(crop_box(im, (cx - s * w / 2, cy - s * h / 2, cx + s * w / 2, cy + s * h / 2)))
 
-CLIPTrainData.paste_up, CLIPTrainData.sample = paste_up, sample
-
 # %% ../nbs/05_vision.ipynb #16d8a796
+@patch
 def batch(self: CLIPTrainData, idx: Sequence[int], rng: random.Random) -> torch.Tensor:
     "Normalised, colour-jittered views `(B, 3, size, size)` of entities `idx`."
     x = torch.stack([self.sample(int(i), rng) for i in idx])                       # (B, 3, S, S) in [0, 1]
@@ -286,8 +286,6 @@ def batch(self: CLIPTrainData, idx: Sequence[int], rng: random.Random) -> torch.
     gray = x.mean(1, keepdim=True)
     x = gray + (x - gray) * f(0.6, 1.4)                                            # saturation
     return self.normalize(x.clamp(0, 1))
-
-CLIPTrainData.batch = batch
 
 # %% ../nbs/05_vision.ipynb #f5c2b77c
 def _lr_factor(tcfg: CLIPTrainConfig, step: int, elapsed: float) -> float:
@@ -498,6 +496,7 @@ class RegionExtractor:
         return r.boxes.xyxy.numpy().astype(np.float64), r.boxes.conf.numpy().astype(np.float64)
 
 # %% ../nbs/05_vision.ipynb #53982da7
+@patch
 def _one(self: RegionExtractor, path: Path) -> dict:
     "Features, mask, boxes and scores of one image file, from the cache or computed (and cached)."
     file = self.cache / f"{fingerprint(self._key, Path(path))[:32]}.npz"
@@ -511,13 +510,12 @@ def _one(self: RegionExtractor, path: Path) -> dict:
     with atomic_write(file) as f: np.savez(f, **out)
     return out
 
-def extract(self: RegionExtractor, paths: Sequence) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
+@patch
+def __call__(self: RegionExtractor, paths: Sequence) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
     "`(features (B, N, d), mask (B, N), boxes per image)` for image files `paths`."
     outs = [self._one(p) for p in paths]
     return (torch.from_numpy(np.stack([o["features"] for o in outs])),
             torch.from_numpy(np.stack([o["mask"] for o in outs])), [o["boxes"] for o in outs])
-
-RegionExtractor._one, RegionExtractor.__call__ = _one, extract
 
 # %% ../nbs/05_vision.ipynb #02ea0106
 def box_iou(a, b) -> float:
