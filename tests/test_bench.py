@@ -1,6 +1,7 @@
 """The benchmarks run end to end at toy sizes (their figures are not checked here: speed targets live in bench/)."""
 import os, subprocess, sys
 from pathlib import Path
+import numpy as np
 import pandas as pd
 
 BENCH = Path(__file__).parents[1] / "bench"
@@ -42,3 +43,21 @@ def test_fmindex_bench_small(tmp_path):
     out, df = _run("fmindex.py", tmp_path, "--sizes", "2e4", "--queries", "5", "--budget", "5")
     assert (tmp_path / "out" / "fmindex.png").stat().st_size > 0 and len(df) > 5
     _check_modes(tmp_path / "out" / "fmindex.csv", tmp_path / "out" / "fmindex.png")
+
+
+def test_vision_bench_quick(tmp_path):
+    out, df = _run("vision.py", tmp_path, "--quick", "--batches", "1", "2", "--reps", "1", "--yolo-imgsz", "160")
+    got = set(zip(df.model, df.path, df.batch))
+    clip = ("preprocess", "plain", "prefix")
+    want = {(m, p, b) for m, ps in (("tiny", clip), ("vitb32", clip), ("yolov8n", ("predict@160",)))
+            for p in ps for b in (1, 2)}
+    assert got == want and len(df) == len(want), got ^ want                      # one row each, nothing else
+    for c in ("images_per_s", "ms_per_batch", "params_m"):
+        assert (np.isfinite(df[c]) & (df[c] > 0)).all(), df[c]
+    assert np.allclose(df.images_per_s, df.batch / (df.ms_per_batch / 1e3))     # the two columns agree
+    p = df.set_index("model").params_m
+    assert p["vitb32"].iloc[0] > 80 > p["tiny"].iloc[0]   # ViT-B-sized tower
+    assert "| vitb32 | prefix |" in out and "| yolov8n | predict@160 |" in out
+    assert (tmp_path / "out" / "vision.png").stat().st_size > 0
+    assert not (tmp_path / "cache" / "mini").exists()                           # --quick builds no Mini
+    _check_modes(tmp_path / "out" / "vision.csv", tmp_path / "out" / "vision.png")
