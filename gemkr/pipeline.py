@@ -34,12 +34,13 @@ CRITERIA: dict[str, tuple[Callable, int]] = {
 def resolve(expression: str, boxes: Sequence[Sequence[float]], canvas: int, margin: float = MiniConfig.margin,
             size_ratio: float = MiniConfig.size_ratio) -> int | None:
     """Index of the box among `boxes` (x0, y0, x1, y1) that `expression` means; None if there are no boxes.
-    Without a box that satisfies Mini's rule, the best box by the expression's criterion (first among ties)."""
+    Without a box that satisfies Mini's rule: the best box by the expression's criterion, first among ties."""
     if expression not in CRITERIA:
         raise ValueError(f"resolve: unknown referring expression {expression!r}; known: {sorted(CRITERIA)}")
     if len(boxes) == 0: return None
     b = np.asarray(boxes, float).reshape(-1, 4)                                # (n, 4)
-    valid = [i for i in range(len(b)) if expression in referring_expressions(b, i, canvas, margin, size_ratio)]
+    valid = [i for i in range(len(b))
+             if expression in referring_expressions(b, i, canvas, margin, size_ratio)]
     if len(valid) == 1: return valid[0]
     score, sign = CRITERIA[expression]
     return int(np.argmax(sign * score(b)))                                     # argmax: first among ties
@@ -67,7 +68,8 @@ def predict_entities(bench: Benchmark, detect: Detect, recognise: Recognise,
         if len(ents) != len(boxes):
             raise ValueError(f"{bench.name}: recognise gave {len(ents)} entities for {len(boxes)} boxes "
                              f"(query {q.qid!r})")
-        i = None if expr is None else resolve(expr, boxes, mini_cfg.canvas, mini_cfg.margin, mini_cfg.size_ratio)
+        i = None if expr is None else resolve(expr, boxes, mini_cfg.canvas, mini_cfg.margin,
+                                              mini_cfg.size_ratio)
         out[q.qid] = None if i is None else ents[i]
     return out
 
@@ -104,7 +106,8 @@ def bm25_predicted_rankings(bench: Benchmark, predicted: dict[str, str | None], 
     index = BM25Index(bench.passage_texts(with_title=cfg.with_title), cfg)
     named = [q.qid for q in bench.queries if predicted[q.qid] is not None]
     rest = [q.qid for q in bench.queries if predicted[q.qid] is None]
-    out = bm25_with_entity(bench.subset(named), lambda q: entities[predicted[q.qid]]["name"], cfg, index)
+    name = lambda q: entities[predicted[q.qid]]["name"]
+    out = bm25_with_entity(bench.subset(named), name, cfg, index) if named else {}
     if rest: out |= bm25_baseline(bench.subset(rest), BaselineConfig(method="bm25", k=k), index)
     return {q.qid: out[q.qid] for q in bench.queries}
 
