@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 from .benchmarks import Benchmark, Query
+from .core import check_float
 from .baselines import BaselineConfig, BM25Index, bm25_baseline, bm25_with_entity
 from .metrics import per_query_scores
 from .mini import MiniConfig, referring_expressions
@@ -80,7 +81,7 @@ def ground_truth_boxes(q: Query) -> list[tuple[int, int, int, int]]:
 
 def noisy_recogniser(entity_ids: Sequence[str], noise: float = 0.0, seed: int = 0) -> Recognise:
     "Oracle recogniser over ground-truth boxes, wrong (a random other entity) with probability `noise`."
-    ids = sorted(entity_ids)
+    ids, noise = sorted(entity_ids), check_float(noise, "noise", 0, 1)
     def recognise(q: Query, boxes):
         out = []
         for j, e in enumerate(q.scene.entities[:len(boxes)]):
