@@ -33,7 +33,7 @@ from transformers.generation import utils as gen_utils
 from transformers.utils import logging as hf_logging
 from tqdm.auto import tqdm
 import gemkr.decoding as dec
-from gemkr.core import atomic_write, cache_dir, cached_folder, fingerprint
+from gemkr.core import atomic_write, cache_dir, cached_folder, current_umask, fingerprint
 from gemkr.fmindex import FMIndex, _ARRAYS
 from gemkr.testing import synthetic_corpus, tiny_llama
 PrefixConstrained = gen_utils.PrefixConstrainedLogitsProcessor      # what generate builds for prefix_allowed_tokens_fn
@@ -144,8 +144,7 @@ def make_lm(kind: str, docs, n_queries: int, seed: int, train_steps: int, tokens
     key = fingerprint(flat, model.config.to_dict(), dict(seed=seed, steps=train_steps))
     def train(tmp: Path):                              # runs only when no intact cached model has this key
         losses.extend(train_lm(model, flat, train_steps, seed)); model.save_pretrained(tmp)
-        umask = os.umask(0); os.umask(umask)             # safetensors writes 0600: give the files the usual permissions
-        for p in tmp.iterdir(): p.chmod(0o666 & ~umask)
+        for p in tmp.iterdir(): p.chmod(0o666 & ~current_umask())   # safetensors writes 0600: the usual permissions
     path, reused = cached_folder(cache_dir("bench") / f"lm-trained-{tokens:.0e}-seed{seed}-steps{train_steps}", key, train)
     if reused: model = LlamaForCausalLM.from_pretrained(path).float()
     model.eval()

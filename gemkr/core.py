@@ -12,9 +12,10 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['REPO_ROOT', 'MANIFEST', 'assets_dir', 'benchmarks_dir', 'missing_benchmark_file', 'cache_dir', 'set_seed',
-           'glob_escape', 'remove_stale_temps', 'atomic_write', 'check_int', 'check_float', 'config_path',
-           'config_to_dict', 'save_config', 'config_from_dict', 'load_config', 'text_lines', 'read_jsonl',
-           'fingerprint', 'CacheError', 'write_manifest', 'check_manifest', 'file_lock', 'cached_folder', 'progress']
+           'current_umask', 'glob_escape', 'remove_stale_temps', 'atomic_write', 'check_int', 'check_float',
+           'config_path', 'config_to_dict', 'save_config', 'config_from_dict', 'load_config', 'text_lines',
+           'read_jsonl', 'fingerprint', 'CacheError', 'write_manifest', 'check_manifest', 'file_lock', 'cached_folder',
+           'progress']
 
 # %% ../nbs/00_core.ipynb #cc2ada75
 REPO_ROOT = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path.cwd().parent
@@ -71,7 +72,7 @@ def set_seed(seed: int = 42) -> int:
     return int(seed)
 
 # %% ../nbs/00_core.ipynb #2385ac77
-def _umask() -> int:
+def current_umask() -> int:
     "The process umask, read without changing it (Linux), else by setting and restoring it."
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -115,7 +116,7 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None):
     remove_stale_temps(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
@@ -409,7 +410,7 @@ def cached_folder(final, key: str, build: typing.Callable[[Path], typing.Any],
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp",
                                     dir=final.parent))
         try:
-            os.chmod(tmp, 0o777 & ~_umask())
+            os.chmod(tmp, 0o777 & ~current_umask())
             build(tmp)
             write_manifest(tmp, key)
             _replace_folder(tmp, final)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_vision.ipynb #8ebf822e
 from __future__ import annotations
-import hashlib, json, logging, math, os, random, re, shutil, sys, time
+import json, logging, math, os, random, re, shutil, sys, time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -20,10 +20,10 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['setup_ultralytics_offline', 'yolo_class', 'load_image', 'clip_box', 'crop_box', 'CLIPConfig', 'open_clip_name',
-           'create_clip', 'save_clip', 'ImageEncoder', 'CLIPTrainConfig', 'entity_prompt', 'CLIPTrainData',
-           'train_clip', 'zero_shot', 'target_crops', 'zero_shot_accuracy', 'pretrained_clip', 'DetectorConfig',
-           'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset', 'trained_detector', 'top_regions',
-           'region_features', 'RegionExtractor', 'box_iou', 'detected_target_crops']
+           'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'CLIPTrainConfig', 'entity_prompt',
+           'CLIPTrainData', 'train_clip', 'zero_shot', 'target_crops', 'zero_shot_accuracy', 'pretrained_clip',
+           'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset',
+           'trained_detector', 'top_regions', 'region_features', 'RegionExtractor', 'box_iou', 'detected_target_crops']
 
 # %% ../nbs/05_vision.ipynb #ffe77213
 def setup_ultralytics_offline() -> Path:
@@ -174,6 +174,11 @@ class ImageEncoder:
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
 # %% ../nbs/05_vision.ipynb #83f2b09b
+def weights_hash(module: torch.nn.Module) -> str:
+    "SHA-256 of a module's weights: each state-dict name and array (dtype, shape, values), by `core.fingerprint`."
+    items = sorted(module.state_dict().items())
+    return fingerprint(*(x for k, v in items for x in (k, v.detach().cpu().numpy())))
+
 @patch
 @torch.no_grad()
 def encode_texts(self: ImageEncoder, texts: Sequence[str]) -> torch.Tensor:
@@ -183,11 +188,7 @@ def encode_texts(self: ImageEncoder, texts: Sequence[str]) -> torch.Tensor:
 @patch(as_prop=True)
 def model_hash(self: ImageEncoder) -> str:
     "SHA-256 of the model's weights (names, shapes and values)."
-    if self._hash is None:
-        h = hashlib.sha256()
-        for k, v in sorted(self.model.state_dict().items()):
-            h.update(k.encode()); h.update(str(tuple(v.shape)).encode()); h.update(v.cpu().numpy().tobytes())
-        self._hash = h.hexdigest()
+    if self._hash is None: self._hash = weights_hash(self.model)
     return self._hash
 
 # %% ../nbs/05_vision.ipynb #ce9ac785
@@ -403,10 +404,7 @@ def load_detector(cfg: DetectorConfig = DetectorConfig()):
 def detector_hash(detector) -> str:
     "SHA-256 of a YOLO model's weights, once fused (as inference fuses them anyway)."
     detector.fuse()                                   # conv + batch norm folded: idempotent
-    h = hashlib.sha256()
-    for k, v in sorted(detector.model.state_dict().items()):
-        h.update(k.encode()); h.update(v.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
+    return weights_hash(detector.model)
 
 # %% ../nbs/05_vision.ipynb #532180e2
 def _link(src: Path, dst: Path) -> None:
