@@ -15,8 +15,8 @@ from .benchmarks import Benchmark, Query
 
 # %% auto #0
 __all__ = ['METHODS', 'BASELINE_NAMES', 'BaselineConfig', 'BM25Index', 'bm25_baseline', 'bm25_with_entity', 'random_baseline',
-           'run_baseline', 'save_rankings', 'load_rankings', 'mini_baseline_results', 'summarize', 'by_pictures',
-           'by_family', 'mini_baselines_cli']
+           'run_baseline', 'save_rankings', 'load_rankings', 'scores_with_pictures', 'mini_baseline_results',
+           'summarize', 'by_pictures', 'by_family', 'mini_baselines_cli']
 
 # %% ../nbs/04b_baselines.ipynb #a74c3df4
 METHODS = ("bm25", "bm25_entity", "random")
@@ -131,7 +131,8 @@ from .mini import TEST_SPLITS
 BASELINE_NAMES = {"random": "random", "bm25": "BM25 (question)",
                   "bm25_entity": "BM25 + entity name (text oracle)"}
 
-def _scores(bench: Benchmark, rankings: dict, ks, match: str) -> pd.DataFrame:
+def scores_with_pictures(bench: Benchmark, rankings: dict, ks=(1, 5, 10),
+                         match: str = "word") -> pd.DataFrame:
     "Per-query scores with the number of pictures in each query's scene (None without a scene)."
     from gemkr.metrics import per_query_scores
     per = per_query_scores(bench, rankings, ks, match)
@@ -152,7 +153,7 @@ def mini_baseline_results(splits: Sequence[str] = TEST_SPLITS, cfg: BaselineConf
             bench = load(split, relevance)
             index = index or BM25Index(bench.passage_texts(with_title=cfg.with_title), cfg)
             for method, name in BASELINE_NAMES.items():
-                per = _scores(bench, run_baseline(bench, dataclasses.replace(cfg, method=method),
+                per = scores_with_pictures(bench, run_baseline(bench, dataclasses.replace(cfg, method=method),
                                                   index=index), ks, match)
                 per.insert(0, "relevance", relevance); per.insert(0, "baseline", name)
                 per.insert(0, "split", split)

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 from .benchmarks import Benchmark, Query
 from .core import check_float
-from .baselines import BaselineConfig, BM25Index, bm25_baseline, bm25_with_entity
-from .metrics import per_query_scores
+from .baselines import BaselineConfig, BM25Index, bm25_baseline, bm25_with_entity, scores_with_pictures
 from .mini import MiniConfig, referring_expressions
 
 # %% auto #0
@@ -131,7 +130,6 @@ def rtr_scores(bench: Benchmark, rankings: dict[str, dict[str, list[int]]], ks=(
     "Per-query scores of each ranking in `rankings` with columns baseline, family, n_pictures and metrics."
     frames = []
     for name, r in rankings.items():
-        per = per_query_scores(bench, r, ks, match)
-        per["n_pictures"] = [q.scene.n_pictures for q in bench.queries]
+        per = scores_with_pictures(bench, r, ks, match)
         frames.append(per.reset_index().assign(baseline=name))
     return pd.concat(frames, ignore_index=True)
