@@ -16,7 +16,7 @@ from .benchmarks import Benchmark, Query
 # %% auto #0
 __all__ = ['METHODS', 'BASELINE_NAMES', 'BaselineConfig', 'BM25Index', 'bm25_baseline', 'bm25_with_entity', 'random_baseline',
            'run_baseline', 'save_rankings', 'load_rankings', 'scores_with_pictures', 'mini_baseline_results',
-           'summarize', 'by_pictures', 'by_family', 'mini_baselines_cli']
+           'summarize', 'by_pictures', 'by_family']
 
 # %% ../nbs/04b_baselines.ipynb #a74c3df4
 METHODS = ("bm25", "bm25_entity", "random")
@@ -125,7 +125,6 @@ def load_rankings(path) -> dict[str, list[int]]:
 import dataclasses
 from typing import Sequence
 import pandas as pd
-from fastcore.script import call_parse, Param
 from .mini import TEST_SPLITS
 
 BASELINE_NAMES = {"random": "random", "bm25": "BM25 (question)",
@@ -181,22 +180,3 @@ def by_family(per: pd.DataFrame, metric: str = "R@5") -> pd.DataFrame:
     "`metric` (percent) per split and baseline, one column per question family, in alphabetical order."
     table = summarize(per, by=("split", "baseline", "family"), metrics=(metric,))[metric].unstack("family")
     return table[sorted(table.columns)]
-
-# %% ../nbs/04b_baselines.ipynb #b71855b0
-@call_parse
-def mini_baselines_cli(
-    splits: Param("GeMKR-Mini splits to evaluate", str, nargs="*") = None,
-    match: Param("answer matching for relevance 'answer': raw, lower, word or flmr", str) = "word",
-    out: Param("optional CSV path for the per-query scores", str) = None,
-):
-    "Build GeMKR-Mini if needed, run the text baselines on it and print the results table."
-    cfg = BaselineConfig()
-    per = mini_baseline_results(tuple(splits or TEST_SPLITS), cfg, match=match)
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(summarize(per).to_string())
-        print("\nR@5 (%) per family, gold relevance:")
-        print(by_family(per[per.relevance == "gold"]).to_string())
-    if out:
-        with atomic_write(out, "w") as f: per.to_csv(f, index=False)
-        save_config(cfg, config_path(out))
-        print(f"\nper-query scores: {out}")

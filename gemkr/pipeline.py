@@ -4,18 +4,23 @@
 
 # %% ../nbs/05a_recognise_retrieve.ipynb #c851c0bb
 from __future__ import annotations
-import re, zlib
+import re, time, zlib
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
+from fastcore.script import call_parse, Param, store_true
 from .benchmarks import Benchmark, Query
-from .core import check_float
-from .baselines import BaselineConfig, BM25Index, bm25_baseline, bm25_with_entity, scores_with_pictures
-from .mini import MiniConfig, referring_expressions
+from .core import atomic_write, check_float, config_path, config_to_dict, save_config
+from .baselines import (BaselineConfig, BM25Index, bm25_baseline, bm25_with_entity, by_family,
+                             mini_baseline_results, scores_with_pictures, summarize)
+from .mini import MiniConfig, TEST_SPLITS, referring_expressions
 
 # %% auto #0
-__all__ = ['CRITERIA', 'Detect', 'Recognise', 'resolve', 'find_expression', 'predict_entities', 'ground_truth_boxes',
-           'noisy_recogniser', 'article_rankings', 'bm25_predicted_rankings', 'recognise_then_retrieve', 'rtr_scores']
+__all__ = ['CRITERIA', 'Detect', 'Recognise', 'RTR_NAMES', 'ROW_ORDER', 'resolve', 'find_expression', 'predict_entities',
+           'ground_truth_boxes', 'noisy_recogniser', 'article_rankings', 'bm25_predicted_rankings',
+           'recognise_then_retrieve', 'rtr_scores', 'vision_pipeline', 'rtr_baseline_results', 'order_rows',
+           'main_table_results', 'MainJobConfig', 'mini_baselines_cli']
 
 # %% ../nbs/05a_recognise_retrieve.ipynb #1f5e152d
 def _centre_x(b): return (b[:, 0] + b[:, 2]) / 2
@@ -133,3 +138,105 @@ def rtr_scores(bench: Benchmark, rankings: dict[str, dict[str, list[int]]], ks=(
         per = scores_with_pictures(bench, r, ks, match)
         frames.append(per.reset_index().assign(baseline=name))
     return pd.concat(frames, ignore_index=True)
+
+# %% ../nbs/05a_recognise_retrieve.ipynb #0a61aabe
+def vision_pipeline(mini, clip=None, clip_train=None, detector=None) -> tuple[Detect, Recognise]:
+    """`(detect, recognise)` from chapter 05's tiny CLIP and YOLO trained on `mini` (cached; trained on first use).
+    `clip`, `clip_train`, `detector`: `CLIPConfig`, `CLIPTrainConfig`, `DetectorConfig` (defaults: chapter 05's)."""
+    from gemkr.vision import (CLIPConfig, CLIPTrainConfig, DetectorConfig, ImageEncoder, RegionExtractor, crop_box,
+                              entity_prompt, load_detector, load_image, pretrained_clip, trained_detector, zero_shot)
+    clip_cfg, _ = pretrained_clip(mini, clip or CLIPConfig(), clip_train or CLIPTrainConfig())
+    det_cfg, _ = trained_detector(mini, detector or DetectorConfig())
+    encoder = ImageEncoder(clip_cfg)
+    extractor = RegionExtractor(encoder, load_detector(det_cfg), det_cfg)
+    ids = sorted(mini.entities)
+    texts = encoder.encode_texts([entity_prompt(mini.entities[e]) for e in ids])
+    def detect(q: Query): return extractor.detect(load_image(q.image))[0].tolist()
+    def recognise(q: Query, boxes):
+        image = load_image(q.image)
+        return [ids[i] for i in zero_shot(encoder, [crop_box(image, b) for b in boxes], [], texts).tolist()]
+    return detect, recognise
+
+# %% ../nbs/05a_recognise_retrieve.ipynb #831f3c1d
+RTR_NAMES = {"article": "recognise-then-retrieve (entity's article)",
+             "bm25_entity": "BM25 + predicted entity name"}
+
+def rtr_baseline_results(mini, detect: Detect, recognise: Recognise, splits: Sequence[str] = TEST_SPLITS,
+                         ks: Sequence[int] = (1, 5, 10), match: str = "word", k: int = 10) -> pd.DataFrame:
+    "Per-query scores of both recognise-then-retrieve rows on `mini`'s `splits`, for gold and answer relevance."
+    frames = []
+    for split in splits:
+        predicted = predict_entities(mini.split(split), detect, recognise, mini.config)
+        for relevance in ("gold", "answer"):
+            bench = mini.split(split, relevance)
+            ranks = dict(article=article_rankings(bench, predicted, mini.entities, k),
+                         bm25_entity=bm25_predicted_rankings(bench, predicted, mini.entities, k))
+            per = rtr_scores(bench, {RTR_NAMES[m]: r for m, r in ranks.items()}, ks, match)
+            frames.append(per.assign(split=split, relevance=relevance))
+    per = pd.concat(frames, ignore_index=True)
+    first = ["qid", "split", "baseline", "relevance"]                      # the text baselines' column order
+    return per[first + [c for c in per.columns if c not in first]]
+
+# %% ../nbs/05a_recognise_retrieve.ipynb #f9f05a63
+ROW_ORDER = ("random", "BM25 (question)", RTR_NAMES["bm25_entity"], RTR_NAMES["article"],
+             "BM25 + entity name (text oracle)")
+
+def order_rows(per: pd.DataFrame, splits: Sequence[str] = TEST_SPLITS) -> pd.DataFrame:
+    "`per` sorted by split (in `splits` order), relevance (gold first) and baseline (`ROW_ORDER`, others last)."
+    known = [b for b in ROW_ORDER if b in set(per.baseline)] + sorted(set(per.baseline) - set(ROW_ORDER))
+    key = dict(split=list(splits), relevance=["gold", "answer"], baseline=known)
+    cat = {c: pd.Categorical(per[c], categories=v, ordered=True) for c, v in key.items()}
+    return per.assign(**cat).sort_values(list(key), kind="stable").astype({c: object for c in key})
+
+def main_table_results(mini, splits: Sequence[str] = TEST_SPLITS, vision: tuple | None = None,
+                       match: str = "word") -> pd.DataFrame:
+    """Per-query scores of the text baselines and, given `vision = (detect, recognise)`, the recognise-then-retrieve
+    rows, in table order."""
+    frames = [mini_baseline_results(tuple(splits), match=match, load=mini.split)]
+    if vision is not None: frames.append(rtr_baseline_results(mini, *vision, splits=splits, match=match))
+    return order_rows(pd.concat(frames, ignore_index=True), splits)
+
+# %% ../nbs/05a_recognise_retrieve.ipynb #5adf063b
+@dataclass(frozen=True)
+class MainJobConfig:
+    "What the main job's table was made with (saved beside `--out`)."
+    splits: tuple[str, ...] = TEST_SPLITS
+    match: str = "word"
+    text_only: bool = False
+    mini: MiniConfig = MiniConfig()
+    baselines: BaselineConfig = BaselineConfig()
+    models: dict = field(default_factory=dict)     # the vision models' configs (`CLIPConfig`, ...), as dicts
+
+# %% ../nbs/05a_recognise_retrieve.ipynb #1fd39534
+@call_parse
+def mini_baselines_cli(
+    splits: Param("GeMKR-Mini splits to evaluate", str, nargs="*") = None,
+    match: Param("answer matching for relevance 'answer': raw, lower, word or flmr", str) = "word",
+    text_only: Param("skip the recognise-then-retrieve rows (no vision models)", store_true) = False,
+    out: Param("optional CSV path for the per-query scores", str) = None,
+):
+    "Build GeMKR-Mini if needed, run every baseline on it (training chapter 05's models once) and print the table."
+    from gemkr.mini import build_mini
+    from gemkr.vision import CLIPConfig, CLIPTrainConfig, DetectorConfig
+    splits = tuple(splits or TEST_SPLITS)
+    for s in splits:
+        if s not in TEST_SPLITS: raise SystemExit(f"gemkr_mini_baselines: unknown split {s!r}; one of {TEST_SPLITS}")
+    mini, t0 = build_mini(), time.perf_counter()
+    models = dict(clip=CLIPConfig(), clip_train=CLIPTrainConfig(), detector=DetectorConfig())
+    vision = None if text_only else vision_pipeline(mini, **models)
+    per = main_table_results(mini, splits, vision, match)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(summarize(per).to_string())
+        print("\nR@5 (%) per family, gold relevance:")
+        print(by_family(per[per.relevance == "gold"]).to_string())
+        if vision is not None:
+            print("\nR@1 (%) per number of pictures, gold relevance:")
+            print(summarize(per[per.relevance == "gold"], by=("split", "baseline", "n_pictures"), metrics=("P@1",))
+                  ["P@1"].unstack("n_pictures").to_string())
+    print(f"\n{time.perf_counter() - t0:.0f} s")
+    if out:
+        with atomic_write(out, "w") as f: per.to_csv(f, index=False)
+        save_config(MainJobConfig(splits, match, text_only, mini.config, BaselineConfig(),
+                                  {} if text_only else {k: config_to_dict(v) for k, v in models.items()}),
+                    config_path(out))
+        print(f"per-query scores: {out}")

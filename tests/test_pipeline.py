@@ -75,3 +75,34 @@ def test_baseline_oracle_and_noise():
     assert set(none["bm25_entity"]) == {"q0", "q1"}            # BM25 falls back to the question alone
     with pytest.raises(ValueError, match="q0"):
         predict_entities(bench, ground_truth_boxes, lambda q, b: ["alpha"])
+
+
+def _cli(tmp_path, *args):
+    "Run the console script the way pip's wrapper does (a `__main__` calling the entry point)."
+    import os, subprocess, sys
+    script = tmp_path / "gemkr_mini_baselines.py"
+    script.write_text("import sys\nfrom gemkr.pipeline import mini_baselines_cli\nsys.exit(mini_baselines_cli())\n")
+    env = {**os.environ, "GEMKR_PROGRESS": "0"}
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=600)
+
+
+def test_main_job_cli_text_only(tmp_path):
+    "The README's first command, text rows only, on one split: the table, the CSV and its config."
+    import pandas as pd
+    from gemkr.core import config_path, load_config
+    from gemkr.pipeline import MainJobConfig
+    out = tmp_path / "scores.csv"
+    r = _cli(tmp_path, "--splits", "test_heldout", "--text_only", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "BM25 + entity name (text oracle)" in r.stdout and "test_heldout" in r.stdout
+    per = pd.read_csv(out)
+    assert set(per.split) == {"test_heldout"} and set(per.relevance) == {"gold", "answer"}
+    assert len(per) == 3 * 2 * 200                             # 3 text baselines, 2 relevances, 200 queries
+    cfg = load_config(MainJobConfig, config_path(out))
+    assert cfg.text_only and cfg.splits == ("test_heldout",) and cfg.models == {}
+
+
+def test_main_job_cli_unknown_split(tmp_path):
+    r = _cli(tmp_path, "--splits", "tset", "--text_only")
+    assert r.returncode != 0 and "unknown split 'tset'" in r.stderr
