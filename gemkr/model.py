@@ -310,6 +310,9 @@ def visual_tokens(self: GeMKR, images, regions, region_mask=None) -> torch.Tenso
 @patch
 def embed(self: GeMKR, lay: TokenLayout, visual: torch.Tensor) -> torch.Tensor:
     "`inputs_embeds` (B, T, D): the ids' embeddings with `visual` (B, 3, D) at the image positions."
+    B = lay.input_ids.shape[0]
+    if tuple(visual.shape[:2]) != (B, N_VISUAL):
+        raise ValueError(f"visual tokens of shape {tuple(visual.shape)} for {B} prompts: expected ({B}, {N_VISUAL}, D)")
     emb = self.causal_lm.get_input_embeddings()
     x = emb(lay.input_ids.to(emb.weight.device))                     # (B, T, D)
     x = x.clone()
