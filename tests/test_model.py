@@ -268,3 +268,29 @@ def test_detector_regions_through_a_region_extractor(model, tmp_path):
     gold = QueryInputs(model.vision, 3, "gold", cache=tmp_path / "regions")([q])[0]
     assert len(list((tmp_path / "regions").glob("*.npz"))) == 2                            # another key
     assert gold.region_mask.sum().item() == min(3, q.scene.n_pictures)
+
+
+def _fit(m, exs, steps, lr=1e-2):
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad(); loss = m.loss(**m.prepare(exs)); loss.backward(); opt.step(); losses.append(loss.item())
+    return losses
+
+
+def test_gradients_reach_every_trained_group_and_a_batch_is_learnt(tok):
+    clue = tuple(encode_text(tok, "Paris is the capital"))
+    exs = [_example("a", TEXTS[4], clue, 2, 0), _example("b", TEXTS[5], clue[2:], 1, 1)]
+    m = build_gemkr(GeMKRConfig(**SMALL), tok).train()
+    m.loss(**m.prepare(exs)).backward()
+    got = {}
+    for n, p in m.named_parameters():
+        if p.requires_grad:
+            k = n.split(".")[1] if n.startswith("vision.") else "lora"
+            got[k] = got.get(k, 0) + p.grad.abs().sum().item()
+    assert set(got) == {"prefix", "blocks", "projection", "lora"} and all(v > 0 for v in got.values()), got
+    torch.manual_seed(0)                                                 # LoRA dropout draws from it
+    lora = _fit(m, exs, 30)
+    assert lora[-1] < 0.85 * lora[0], lora                               # LoRA on a tiny random LLM: slowly
+    full = _fit(build_gemkr(GeMKRConfig(finetune="full", **SMALL), tok).train(), exs, 60)
+    assert full[-1] < 0.1, full                                          # the whole LLM: one batch memorised
