@@ -202,8 +202,8 @@ def _only_in(kb: KnowledgeBase, toks: Sequence[int], doc: int, n: int) -> bool:
 
 def _span_candidates(kb: KnowledgeBase, doc: int, d: _Doc, answers, max_len: int) -> list[tuple]:
     "`(start_cut, end_cut, tokens)` of every unique generable answer window of passage `doc`."
-    return [(_cuts(d, i), _cuts(d, j), d.ids[i:j]) for i, j in span_windows(d, answer_token_spans(d, answers), max_len)
-            if _only_in(kb, d.ids[i:j], doc, len(d.ids))]
+    windows = span_windows(d, answer_token_spans(d, answers), max_len)
+    return [(_cuts(d, i), _cuts(d, j), d.ids[i:j]) for i, j in windows if _only_in(kb, d.ids[i:j], doc, len(d.ids))]
 
 def _pick(cands: list[tuple], k: int, rng: random.Random) -> list[tuple]:
     "The `k` best candidates: clean start first, then clean end, then the seeded draw."
