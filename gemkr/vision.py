@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 import open_clip
+from concurrent.futures import ThreadPoolExecutor
 from .core import (assets_dir, atomic_write, cache_dir, cached_folder, check_float, check_int,
-                        config_to_dict, fingerprint, save_config)
+                        config_to_dict, fingerprint, progress, save_config)
 from .data import Query
 from .mini import MiniDataset, place_pictures, render_scene
 from fastcore.basics import patch
@@ -195,8 +196,7 @@ def model_hash(self: ImageEncoder) -> str:
 @dataclass(frozen=True)
 class CLIPTrainConfig:
     "How the tiny CLIP is pretrained on GeMKR-Mini's entity pictures."
-    budget_s: float = 240.0         # wall-clock budget of the training loop; the cosine schedule spans it
-    max_steps: int | None = None    # stop after this many steps (the quick default-tier run)
+    steps: int = 400                # optimizer steps; the cosine schedule spans them (the same model on any machine)
     batch_size: int = 256           # distinct entities per batch
     lr: float = 2e-3
     weight_decay: float = 0.1
@@ -207,7 +207,8 @@ class CLIPTrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        check_float(self.budget_s, "CLIPTrainConfig.budget_s", min=0)
+        check_int(self.steps, "CLIPTrainConfig.steps", min=1)
+        check_int(self.warmup_steps, "CLIPTrainConfig.warmup_steps", min=1)
         check_int(self.batch_size, "CLIPTrainConfig.batch_size", min=2)
         check_float(self.scene_share, "CLIPTrainConfig.scene_share", 0, 1)
         check_int(self.n_scene_crops, "CLIPTrainConfig.n_scene_crops", min=0)
@@ -289,27 +290,35 @@ def batch(self: CLIPTrainData, idx: Sequence[int], rng: random.Random) -> torch.
     return self.normalize(x.clamp(0, 1))
 
 # %% ../nbs/05_vision.ipynb #f5c2b77c
-def _lr_factor(tcfg: CLIPTrainConfig, step: int, elapsed: float) -> float:
-    done = elapsed / tcfg.budget_s if tcfg.budget_s else 1.0
-    if tcfg.max_steps: done = max(done, step / tcfg.max_steps)
-    return min(1.0, (step + 1) / tcfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+def _lr_factor(tcfg: CLIPTrainConfig, step: int) -> float:
+    "Learning-rate multiplier of `step` (0-based): linear warm-up, then cosine decay to 0 at `tcfg.steps`."
+    return min(1.0, (step + 1) / tcfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / tcfg.steps)))
+
+def _batches(data: CLIPTrainData, tcfg: CLIPTrainConfig):
+    "Endless `(entity indices, views)` batches of distinct entities, seeded by `tcfg.seed`."
+    rng = random.Random(tcfg.seed)
+    while True:
+        idx = rng.sample(range(len(data.ids)), min(tcfg.batch_size, len(data.ids)))
+        yield idx, data.batch(idx, rng)
 
 def train_clip(cfg: CLIPConfig, tcfg: CLIPTrainConfig, data: CLIPTrainData, model=None):
-    "Pretrain `model` (default: `cfg`'s) on `data`; returns `(model, history)`, one record per step."
+    "Pretrain `model` (default: `cfg`'s) on `data` for `tcfg.steps` steps; returns `(model, history)`, one record per step."
     model = model or create_clip(cfg)[0]
     model.train(); model.visual.output_tokens = False
     texts = open_clip.get_tokenizer(open_clip_name(cfg))(data.texts)                   # (n_entities, context)
-    rng, loss_fn = random.Random(tcfg.seed), open_clip.loss.ClipLoss()
+    loss_fn, batches = open_clip.loss.ClipLoss(), _batches(data, tcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    history, t0, step = [], time.perf_counter(), 0
-    while (t := time.perf_counter() - t0) < tcfg.budget_s and step != tcfg.max_steps:
-        for g in opt.param_groups: g["lr"] = tcfg.lr * _lr_factor(tcfg, step, t)
-        idx = rng.sample(range(len(data.ids)), min(tcfg.batch_size, len(data.ids)))   # distinct entities
-        image_f, text_f, scale = model(data.batch(idx, rng), texts[idx])[:3]
-        loss = loss_fn(image_f, text_f, scale)
-        opt.zero_grad(); loss.backward(); opt.step()
-        with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
-        step += 1; history.append(dict(step=step, seconds=time.perf_counter() - t0, loss=loss.item()))
+    history, t0 = [], time.perf_counter()
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(next, batches)                                          # the next batch, in the background
+        for step in progress(range(tcfg.steps), desc="tiny CLIP"):
+            for g in opt.param_groups: g["lr"] = tcfg.lr * _lr_factor(tcfg, step)
+            idx, x = ahead.result()
+            if step + 1 < tcfg.steps: ahead = pool.submit(next, batches)
+            loss = loss_fn(*model(x, texts[idx])[:3])
+            opt.zero_grad(); loss.backward(); opt.step()
+            with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
+            history.append(dict(step=step + 1, seconds=time.perf_counter() - t0, loss=loss.item()))
     return model.eval(), history
 
 # %% ../nbs/05_vision.ipynb #c90a3d7c
