@@ -15,10 +15,12 @@ from .core import (CacheError, atomic_write, cache_dir, cached_folder, check_flo
                         remove_stale_temps, save_config, write_manifest)
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'TrainConfig', 'total_steps', 'learning_rate', 'make_scheduler', 'trainable_parameters',
-           'make_optimizer', 'batch_indices', 'world', 'shard', 'training_state', 'save_checkpoint', 'checkpoints',
-           'prune_checkpoints', 'CheckpointError', 'load_checkpoint', 'latest_checkpoint', 'config_differences',
-           'check_resumable', 'average_gradients', 'train_step', 'TrainResult', 'train', 'causal_lm_loss']
+__all__ = ['CHECKPOINT_FORMAT', 'GB', 'TrainConfig', 'total_steps', 'learning_rate', 'make_scheduler', 'trainable_parameters',
+           'make_optimizer', 'batch_indices', 'world', 'init_distributed', 'shard', 'training_state', 'save_checkpoint',
+           'checkpoints', 'prune_checkpoints', 'CheckpointError', 'load_checkpoint', 'latest_checkpoint',
+           'config_differences', 'check_resumable', 'average_gradients', 'train_step', 'TrainResult', 'train',
+           'causal_lm_loss', 'pack_sequences', 'KBPretrainConfig', 'pretraining_docs', 'PretrainResult', 'pretrain_kb',
+           'block_activation_bytes', 'memory_plan']
 
 # %% ../nbs/09_instruction_tuning.ipynb #acf493d3
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class TrainConfig:
     log_every: int = 10               # steps between loss averages shown on the bar
     checkpoint_every: int = 0         # steps between checkpoints; 0 = at the end only
     keep_checkpoints: int = 2         # the newest k are kept (a damaged newest falls back to the next)
-    seed: int = 42                    # data order, dropout, initialisation of new weights (official 42)
+    seed: int = 42                    # data order and dropout (official 42)
     device: str = "cpu"
 
     def __post_init__(self): _check_train_config(self)
@@ -116,6 +118,13 @@ def world() -> tuple[int, int]:
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+def init_distributed(device: str = "cpu") -> tuple[int, int]:
+    "Join the process group `torchrun` describes in the environment (if any, and not joined yet); `(rank, world)`."
+    import torch.distributed as dist
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return world()
 
 def shard(indices: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     "This process's share of a global batch."
@@ -309,7 +318,7 @@ def train(model: torch.nn.Module, data: Sequence, cfg: TrainConfig, out_dir, los
     `loss_fn(model, batch)` its mean loss), checkpointing into `out_dir` and resuming from it."""
     loss_fn = loss_fn or (lambda m, b: m.loss(b))
     collate, out = collate or _default_collate, Path(out_dir)
-    total = total_steps(cfg, len(data)); rank = world()[0]
+    total = total_steps(cfg, len(data)); rank = init_distributed(cfg.device)[0]
     model.to(cfg.device).train()
     opt, sched, step, position, hist, resumed = _start(model, cfg, total, out, key, resume)
     if rank == 0: save_config(cfg, out / "config.json")
@@ -337,3 +346,104 @@ def causal_lm_loss(model, batch: torch.Tensor) -> torch.Tensor:
     "Mean next-token loss of a causal LM on a (B, T) batch of token ids (every position is a label)."
     batch = batch.to(next(model.parameters()).device)
     return model(input_ids=batch, labels=batch).loss
+
+# %% ../nbs/09_instruction_tuning.ipynb #8be3da60
+def pack_sequences(docs: Sequence[Sequence[int]], seq_len: int) -> torch.Tensor:
+    "`docs` (token ids each) concatenated and cut into a (N, seq_len) int64 tensor; the tail is dropped."
+    seq_len = check_int(seq_len, "seq_len", min=2)
+    flat = np.concatenate([np.asarray(d, np.int64) for d in docs]) if len(docs) else np.zeros(0, np.int64)
+    n = len(flat) // seq_len
+    if n == 0: raise ValueError(f"{len(flat)} tokens cannot fill one sequence of seq_len={seq_len}")
+    return torch.from_numpy(flat[:n * seq_len].reshape(n, seq_len).copy())
+
+# %% ../nbs/09_instruction_tuning.ipynb #dcdf4ebb
+@dataclass(frozen=True)
+class KBPretrainConfig:
+    "Stage 1: which passages the LLM reads as a causal LM, in what pieces, and how long."
+    seq_len: int = 128                # tokens per packed sequence
+    n_other: int = 1372               # passages beyond the focus documents, drawn at random (-1: all)
+    seed: int = 0                     # which other passages
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        lr=1e-3, min_lr=1e-4, warmup_lr=1e-5, warmup_steps=30, weight_decay=0.01, batch_size=16,
+        steps=None, epochs=2, checkpoint_every=100))
+
+    def __post_init__(self):
+        check_int(self.seq_len, "KBPretrainConfig.seq_len", min=2)
+        check_int(self.n_other, "KBPretrainConfig.n_other", min=-1)
+        check_int(self.seed, "KBPretrainConfig.seed", min=0)
+        if not isinstance(self.train, TrainConfig): raise TypeError("KBPretrainConfig.train must be a TrainConfig")
+
+def pretraining_docs(n_docs: int, focus: Sequence[int], n_other: int, seed: int) -> list[int]:
+    "Document ids stage 1 reads: `focus` (in order) then `n_other` others at random (-1: all others)."
+    focus = list(dict.fromkeys(int(d) for d in focus))
+    bad = [d for d in focus if not 0 <= d < n_docs]
+    if bad: raise ValueError(f"focus documents {bad[:5]} outside the knowledge base's [0, {n_docs})")
+    rest = np.setdiff1d(np.arange(n_docs), focus)
+    k = len(rest) if n_other < 0 else min(n_other, len(rest))
+    return focus + sorted(np.random.default_rng(seed).choice(rest, k, replace=False).tolist())
+
+# %% ../nbs/09_instruction_tuning.ipynb #d42a1467
+def _weights_key(model: torch.nn.Module) -> str:
+    return fingerprint(*[x for n, t in sorted(model.state_dict().items()) for x in (n, t.detach().cpu().numpy())])
+
+def _passage_tokens(kb, ids: Sequence[int]) -> list[np.ndarray]:
+    from gemkr.retrieval import passage_text, tokenize_passages
+    return tokenize_passages(kb.tokenizer, [passage_text(kb.passages[i], kb.config.with_title) for i in ids])
+
+@dataclass
+class PretrainResult:
+    "What stage 1 did: its history, the passages and tokens it read, and where it is cached."
+    result: TrainResult
+    docs: list[int]                   # document ids read (empty when token arrays were given)
+    n_tokens: int                     # tokens in the packed sequences
+    path: Path                        # cached folder of the trained weights
+    reused: bool                      # read from the cache rather than trained
+
+# %% ../nbs/09_instruction_tuning.ipynb #eb9e6bff
+def pretrain_kb(llm: torch.nn.Module, source, cfg: KBPretrainConfig = KBPretrainConfig(), out_dir=None,
+                focus: Sequence[int] = ()) -> PretrainResult:
+    """Train causal LM `llm` in place on knowledge-base passages: `source` is a `KnowledgeBase`
+    (focus documents + `cfg.n_other` others) or a list of token arrays; cached."""
+    from safetensors.torch import load_file, save_file
+    if isinstance(source, (list, tuple)): ids, docs = [], list(source)
+    else: ids = pretraining_docs(len(source), focus, cfg.n_other, cfg.seed); docs = _passage_tokens(source, ids)
+    data = pack_sequences(docs, cfg.seq_len)
+    key = fingerprint("gemkr-kb-pretrain-1", cfg, data.numpy(), _weights_key(llm))
+    out = Path(out_dir) if out_dir is not None else cache_dir("kb-pretrain") / key[:16]
+    def build(tmp: Path):
+        res = train(llm, list(data), cfg.train, out / "run", loss_fn=causal_lm_loss, key=key)
+        save_file({k: v.contiguous() for k, v in llm.state_dict().items()}, str(tmp / "llm.safetensors"))
+        with atomic_write(tmp / "history.json", "w", encoding="utf-8") as f: json.dump(dataclasses.asdict(res), f)
+    folder, reused = cached_folder(out / "model", key, build)
+    if reused: llm.load_state_dict(load_file(str(folder / "llm.safetensors")))
+    res = TrainResult(**json.loads((folder / "history.json").read_text(encoding="utf-8")))
+    return PretrainResult(res, ids, int(data.numel()), folder, reused)
+
+# %% ../nbs/09_instruction_tuning.ipynb #c73e926a
+GB = 1e9
+
+def block_activation_bytes(tokens: int, seq_len: int, hidden: int, inner: int, heads: int, n_inner: int = 3,
+                           bytes_per: int = 2) -> int:
+    "Bytes one transformer block keeps for backward over `tokens` tokens (sequences of `seq_len`)."
+    per_token = bytes_per * (8 * hidden + n_inner * inner) + bytes_per * heads * seq_len
+    return tokens * per_token
+
+# %% ../nbs/09_instruction_tuning.ipynb #a5ce6cfe
+def memory_plan(batch_size: int = 12, seq_len: int = 363, label_len: int = 10, weight_bytes: int = 2,
+                lora_targets: Sequence[str] = ("q_proj", "v_proj"), checkpointing: bool = False,
+                lm_head_at_labels: bool = True, vit_params: int = 1_000_000_000, vit_trained_blocks: int = 20,
+                vit_tokens: int = 267, overhead_gb: float = 1.0) -> dict[str, float]:
+    "GPU memory (GB) of LoRA training of GeMKR-7B, by part; `weight_bytes` 2 = bf16, 1 = 8-bit."
+    from gemkr.model import LLAMA_7B, paper_counts
+    c, L = paper_counts(tuple(lora_targets)), LLAMA_7B
+    h, i, a, V, n = L["hidden_size"], L["intermediate_size"], L["num_attention_heads"], L["vocab_size"], L["num_hidden_layers"]
+    tok = batch_size * seq_len
+    llm_act = n * (tok * 2 * h if checkpointing else block_activation_bytes(tok, seq_len, h, i, a))
+    vit_act = vit_trained_blocks * block_activation_bytes(batch_size * vit_tokens, vit_tokens, 1408, 6144, 16, 2)
+    logit_pos = batch_size * (label_len if lm_head_at_labels else seq_len)
+    plan = {"LLM weights": c["llm"] * weight_bytes, "ViT weights (fp16)": vit_params * 2,
+            "trainable + grads + AdamW (fp32)": c["trainable"] * 16, "LLM activations": llm_act,
+            "ViT activations": vit_act, "logits + grad (fp32)": logit_pos * V * 4 * 2,
+            "CUDA context, workspace": overhead_gb * GB}
+    plan = {k: v / GB for k, v in plan.items()}
+    return plan | {"total": sum(plan.values())}
