@@ -13,6 +13,7 @@ import torch
 from .core import (CacheError, atomic_write, cache_dir, cached_folder, check_float, check_int,
                         check_manifest, config_from_dict, config_to_dict, fingerprint, progress,
                         remove_stale_temps, save_config, write_manifest)
+from .vision import weights_hash
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'GB', 'TrainConfig', 'total_steps', 'learning_rate', 'make_scheduler', 'trainable_parameters',
@@ -20,7 +21,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'GB', 'TrainConfig', 'total_steps', 'learning_ra
            'checkpoints', 'prune_checkpoints', 'CheckpointError', 'load_checkpoint', 'latest_checkpoint',
            'config_differences', 'check_resumable', 'average_gradients', 'train_step', 'TrainResult', 'train',
            'causal_lm_loss', 'pack_sequences', 'KBPretrainConfig', 'pretraining_docs', 'PretrainResult', 'pretrain_kb',
-           'block_activation_bytes', 'memory_plan']
+           'block_activation_bytes', 'memory_plan', 'gemkr_loss', 'keep_list', 'train_gemkr']
 
 # %% ../nbs/09_instruction_tuning.ipynb #acf493d3
 @dataclass(frozen=True)
@@ -383,9 +384,6 @@ def pretraining_docs(n_docs: int, focus: Sequence[int], n_other: int, seed: int)
     return focus + sorted(np.random.default_rng(seed).choice(rest, k, replace=False).tolist())
 
 # %% ../nbs/09_instruction_tuning.ipynb #d42a1467
-def _weights_key(model: torch.nn.Module) -> str:
-    return fingerprint(*[x for n, t in sorted(model.state_dict().items()) for x in (n, t.detach().cpu().numpy())])
-
 def _passage_tokens(kb, ids: Sequence[int]) -> list[np.ndarray]:
     from gemkr.retrieval import passage_text, tokenize_passages
     return tokenize_passages(kb.tokenizer, [passage_text(kb.passages[i], kb.config.with_title) for i in ids])
@@ -408,7 +406,7 @@ def pretrain_kb(llm: torch.nn.Module, source, cfg: KBPretrainConfig = KBPretrain
     if isinstance(source, (list, tuple)): ids, docs = [], list(source)
     else: ids = pretraining_docs(len(source), focus, cfg.n_other, cfg.seed); docs = _passage_tokens(source, ids)
     data = pack_sequences(docs, cfg.seq_len)
-    key = fingerprint("gemkr-kb-pretrain-1", cfg, data.numpy(), _weights_key(llm))
+    key = fingerprint("gemkr-kb-pretrain-1", cfg, data.numpy(), weights_hash(llm))
     out = Path(out_dir) if out_dir is not None else cache_dir("kb-pretrain") / key[:16]
     def build(tmp: Path):
         res = train(llm, list(data), cfg.train, out / "run", loss_fn=causal_lm_loss, key=key)
@@ -447,3 +445,20 @@ def memory_plan(batch_size: int = 12, seq_len: int = 363, label_len: int = 10, w
             "CUDA context, workspace": overhead_gb * GB}
     plan = {k: v / GB for k, v in plan.items()}
     return plan | {"total": sum(plan.values())}
+
+# %% ../nbs/09_instruction_tuning.ipynb #9e48379b
+def gemkr_loss(model, batch: list) -> torch.Tensor:
+    "Stage 2's loss: mean cross-entropy of the clue tokens and EOS of a list of `GeMKRExample`s."
+    return model.loss(**model.prepare(batch))
+
+def keep_list(items: list) -> list: return list(items)
+
+def train_gemkr(model, examples: Sequence, cfg: TrainConfig, out_dir, eval_fn: Callable | None = None,
+                key: str = "", **kwargs) -> TrainResult:
+    "Stage 2: train a `GeMKR` on examples with target clues (the trainable set asserted first)."
+    from gemkr.model import check_trainable
+    check_trainable(model)
+    missing = [e.qid for e in examples if e.clue is None]
+    if missing: raise ValueError(f"{len(missing)} training examples have no target clue (first: {missing[0]!r})")
+    return train(model, examples, cfg, out_dir, loss_fn=gemkr_loss, collate=keep_list, eval_fn=eval_fn,
+                 key=key, **kwargs)
