@@ -16,12 +16,14 @@ from .core import (CacheError, atomic_write, cache_dir, cached_folder, check_flo
 from .vision import weights_hash
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'GB', 'TrainConfig', 'total_steps', 'learning_rate', 'make_scheduler', 'trainable_parameters',
-           'make_optimizer', 'batch_indices', 'world', 'init_distributed', 'shard', 'training_state', 'save_checkpoint',
-           'checkpoints', 'prune_checkpoints', 'CheckpointError', 'load_checkpoint', 'latest_checkpoint',
-           'config_differences', 'check_resumable', 'average_gradients', 'train_step', 'TrainResult', 'train',
-           'causal_lm_loss', 'pack_sequences', 'KBPretrainConfig', 'pretraining_docs', 'PretrainResult', 'pretrain_kb',
-           'block_activation_bytes', 'memory_plan', 'gemkr_loss', 'keep_list', 'train_gemkr']
+__all__ = ['CHECKPOINT_FORMAT', 'GB', 'MINI_TEMPLATE', 'TrainConfig', 'total_steps', 'learning_rate', 'make_scheduler',
+           'trainable_parameters', 'make_optimizer', 'batch_indices', 'world', 'init_distributed', 'shard',
+           'training_state', 'save_checkpoint', 'checkpoints', 'prune_checkpoints', 'CheckpointError',
+           'load_checkpoint', 'latest_checkpoint', 'config_differences', 'check_resumable', 'average_gradients',
+           'train_step', 'TrainResult', 'train', 'causal_lm_loss', 'pack_sequences', 'KBPretrainConfig',
+           'pretraining_docs', 'PretrainResult', 'pretrain_kb', 'block_activation_bytes', 'memory_plan', 'gemkr_loss',
+           'keep_list', 'train_gemkr', 'MiniPreset', 'mini_focus_docs', 'mini_scores', 'stage2_eval', 'MiniRun',
+           'train_mini']
 
 # %% ../nbs/09_instruction_tuning.ipynb #acf493d3
 @dataclass(frozen=True)
@@ -462,3 +464,129 @@ def train_gemkr(model, examples: Sequence, cfg: TrainConfig, out_dir, eval_fn: C
     if missing: raise ValueError(f"{len(missing)} training examples have no target clue (first: {missing[0]!r})")
     return train(model, examples, cfg, out_dir, loss_fn=gemkr_loss, collate=keep_list, eval_fn=eval_fn,
                  key=key, **kwargs)
+
+# %% ../nbs/09_instruction_tuning.ipynb #73e3c505
+MINI_TEMPLATE = "Question: {input}\nImage: <ImageHere>\nClue:"
+
+def _mini_model_config():
+    from gemkr.model import GeMKRConfig
+    return GeMKRConfig(template=MINI_TEMPLATE)
+
+def _clue_config():
+    from gemkr.clues import ClueConfig
+    return ClueConfig(kind="first_sentence")
+
+# %% ../nbs/09_instruction_tuning.ipynb #a6b17bee
+@dataclass(frozen=True)
+class MiniPreset:
+    "GeMKR-Mini end to end: what is built and how both stages train (measured values)."
+    model: object = field(default_factory=_mini_model_config)           # a GeMKRConfig
+    clue: object = field(default_factory=_clue_config)                  # a ClueConfig
+    pretrain: KBPretrainConfig | None = field(default_factory=KBPretrainConfig)   # stage 1; None = skip it
+    tune: TrainConfig = field(default_factory=lambda: TrainConfig(
+        lr=1e-3, min_lr=1e-4, warmup_lr=1e-5, warmup_steps=30, batch_size=16, steps=600,
+        checkpoint_every=100))                                          # stage 2
+    vocab_size: int = 8000          # the BPE tokenizer
+    pretrained_clip: bool = True    # the vision chapter's tiny CLIP (cached) rather than a random one
+    boxes: str = "gold"             # region boxes: "gold" (scene boxes) or "detector"
+    n_train: int | None = None      # the first n train queries only (quick runs); None = all
+    n_val: int = 100                # validation queries: loss and R@5 after training
+
+    def __post_init__(self):
+        from gemkr.clues import ClueConfig
+        from gemkr.model import GeMKRConfig
+        if not isinstance(self.model, GeMKRConfig): raise TypeError("MiniPreset.model must be a GeMKRConfig")
+        if not isinstance(self.clue, ClueConfig): raise TypeError("MiniPreset.clue must be a ClueConfig")
+        if self.clue.max_len > self.model.max_clue_len:
+            raise ValueError(f"MiniPreset.clue.max_len={self.clue.max_len} exceeds model.max_clue_len="
+                             f"{self.model.max_clue_len}")
+        if self.n_train is not None: check_int(self.n_train, "MiniPreset.n_train", min=1)
+        check_int(self.n_val, "MiniPreset.n_val", min=1)
+
+# %% ../nbs/09_instruction_tuning.ipynb #1b1649f5
+def mini_focus_docs(mini) -> list[int]:
+    "Passage indices of the articles of Mini's entities."
+    titles = {e["title"] for e in mini.entities.values()}
+    return [i for i, p in enumerate(mini.passages) if p.title in titles]
+
+# %% ../nbs/09_instruction_tuning.ipynb #935d8330
+def mini_scores(model, kb, bench, inputs=None, batch_size: int = 16) -> dict[str, float]:
+    "R@1 and R@5 (fractions) of `model` on benchmark `bench` through constrained retrieval in `kb`."
+    from gemkr.model import GeMKRRetriever
+    from gemkr.retrieval import run_retriever
+    from gemkr.metrics import recall_at_k
+    run = run_retriever(GeMKRRetriever(model, kb, inputs), bench, batch_size=batch_size)
+    return {f"R@{k}": recall_at_k(bench, run.rankings, k) for k in (1, 5)}
+
+def stage2_eval(kb, bench, examples: list, batch_size: int = 16) -> Callable:
+    "An `eval_fn` for `train`: validation loss on `examples` and R@1/R@5 on `bench`."
+    def fn(model, step):
+        losses = [gemkr_loss(model, examples[i:i + batch_size]).item() for i in range(0, len(examples), batch_size)]
+        return {"val_loss": float(np.mean(losses)), **mini_scores(model, kb, bench, batch_size=batch_size)}
+    return fn
+
+# %% ../nbs/09_instruction_tuning.ipynb #394603d8
+@dataclass
+class MiniRun:
+    "A trained GeMKR-Mini model and how it was made."
+    model: torch.nn.Module          # the trained GeMKR (eval mode)
+    kb: object                      # its KnowledgeBase
+    stage1: TrainResult | None      # KB pretraining's history (None: skipped)
+    stage2: TrainResult             # instruction tuning's history (evals: validation loss, R@1, R@5)
+    targets: object                 # the ClueTargets of the train questions
+    seconds: dict                   # wall time of each step of the recipe (this call)
+    path: Path                      # the cached folder
+    reused: bool                    # read from the cache
+
+# %% ../nbs/09_instruction_tuning.ipynb #488cfd1e
+def _mini_inputs(preset: MiniPreset, mini, seconds: dict):
+    "(config with its CLIP, tokenizer, KB, LLM after stage 1, stage-1 result)."
+    from gemkr.clues import mini_kb, mini_tokenizer
+    from gemkr.model import build_llm
+    from gemkr.vision import pretrained_clip
+    t = time.perf_counter(); cfg = preset.model
+    if preset.pretrained_clip: cfg = dataclasses.replace(cfg, clip=pretrained_clip(mini, cfg.clip)[0])
+    tok = mini_tokenizer(mini, preset.vocab_size); kb = mini_kb(mini, tok)
+    llm = build_llm(cfg, tok); seconds["clip, tokenizer, KB"] = time.perf_counter() - t
+    t = time.perf_counter(); pre = None
+    if preset.pretrain is not None: pre = pretrain_kb(llm, kb, preset.pretrain, focus=mini_focus_docs(mini))
+    seconds["stage 1"] = time.perf_counter() - t
+    return cfg, tok, kb, llm, pre
+
+# %% ../nbs/09_instruction_tuning.ipynb #7c0654c3
+def _mini_examples(preset, mini, model, kb, seconds):
+    from gemkr.clues import clue_targets
+    from gemkr.model import mini_examples
+    t = time.perf_counter()
+    train_q = mini.split("train").queries[:preset.n_train]
+    targets = clue_targets(train_q, kb, preset.clue)
+    exs = mini_examples(mini, "train", model, preset.boxes, targets=targets, limit=preset.n_train)
+    val = mini.split("val"); val = dataclasses.replace(val, queries=val.queries[:preset.n_val])
+    val_exs = mini_examples(mini, "val", model, preset.boxes, targets=clue_targets(val.queries, kb, preset.clue),
+                            limit=preset.n_val)
+    seconds["targets, examples"] = time.perf_counter() - t
+    return targets, exs, val, val_exs
+
+# %% ../nbs/09_instruction_tuning.ipynb #bd4d04c2
+def train_mini(preset: MiniPreset = MiniPreset(), mini=None, out_dir=None) -> MiniRun:
+    "Train (or load from the cache) GeMKR-Mini with `preset`: tokenizer, KB, stage 1, clue targets, stage 2."
+    from gemkr.mini import build_mini
+    from gemkr.model import build_gemkr, load_gemkr, save_gemkr
+    mini, seconds = mini or build_mini(), {}
+    cfg, tok, kb, llm, pre = _mini_inputs(preset, mini, seconds)
+    key = fingerprint("gemkr-mini-train-1", preset, kb.key, weights_hash(llm), cfg.clip.checkpoint and Path(cfg.clip.checkpoint))
+    out = Path(out_dir) if out_dir is not None else cache_dir("gemkr-mini") / key[:16]
+    model = build_gemkr(cfg, tok, llm=llm)
+    targets, exs, val, val_exs = _mini_examples(preset, mini, model, kb, seconds)
+    def build(tmp: Path):
+        t = time.perf_counter()
+        res = train_gemkr(model, exs, preset.tune, out / "run", stage2_eval(kb, val, val_exs), key=key)
+        seconds["stage 2"] = time.perf_counter() - t
+        save_gemkr(model, tmp / "gemkr")
+        with atomic_write(tmp / "history.json", "w", encoding="utf-8") as f:
+            json.dump(dict(stage2=dataclasses.asdict(res), seconds=seconds), f)
+    folder, reused = cached_folder(out / "model", key, build)
+    hist = json.loads((folder / "history.json").read_text(encoding="utf-8"))
+    if reused: model = load_gemkr(folder / "gemkr")
+    return MiniRun(model.eval(), kb, pre.result if pre else None, TrainResult(**hist["stage2"]), targets,
+                   hist["seconds"] if not reused else seconds, folder, reused)
