@@ -120,11 +120,15 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
 
 # ---- data parallel: 2 gloo processes on CPU ----
 
-def _ddp_worker(rank, world_size, init_file, out):
+def _ddp_worker(rank, world_size, port, out):
+    "One process as `torchrun` starts it: only the environment says who it is; `init_distributed` joins."
     import torch.distributed as dist
+    from gemkr.train import init_distributed
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world_size))
     try:
+        assert init_distributed("cpu") == (rank, world_size)
         data = [torch.tensor(np.random.default_rng(i).integers(3, 30, 12)) for i in range(16)]
         model = tiny_llama(30, hidden=32, layers=2, seed=0).train()
         idx = shard(batch_indices(0, len(data), 8, seed=0), rank, world_size)
@@ -132,18 +136,24 @@ def _ddp_worker(rank, world_size, init_file, out):
         average_gradients(list(model.parameters()))
         cfg = TrainConfig(lr=3e-3, warmup_steps=2, batch_size=8, steps=4, seed=0)
         model2 = tiny_llama(30, hidden=32, layers=2, seed=0)
-        res = train(model2, data, cfg, Path(out) / "run", loss_fn=causal_lm_loss)
+        res = train(model2, data, cfg, Path(out) / "run", loss_fn=causal_lm_loss)     # unchanged training code
         if rank == 0:
             torch.save(dict(grads={n: p.grad for n, p in model.named_parameters()}, losses=res.losses,
                             weights={n: p.detach() for n, p in model2.named_parameters()}),
                        Path(out) / "ddp.pt")
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized(): dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
 def test_data_parallel_equals_single_process(tmp_path):
     import torch.multiprocessing as tmp_
-    tmp_.start_processes(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True,
+    tmp_.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
                          start_method="fork")
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=False)
     data = [torch.tensor(np.random.default_rng(i).integers(3, 30, 12)) for i in range(16)]
