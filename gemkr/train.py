@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
+import pandas as pd
 import torch
 from .core import (CacheError, atomic_write, cache_dir, cached_folder, check_float, check_int,
                         check_manifest, config_from_dict, config_to_dict, fingerprint, progress,
@@ -23,7 +24,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'GB', 'MINI_TEMPLATE', 'TrainConfig', 'total_ste
            'train_step', 'TrainResult', 'train', 'causal_lm_loss', 'pack_sequences', 'KBPretrainConfig',
            'pretraining_docs', 'PretrainResult', 'pretrain_kb', 'block_activation_bytes', 'memory_plan', 'gemkr_loss',
            'keep_list', 'train_gemkr', 'MiniPreset', 'mini_focus_docs', 'mini_scores', 'stage2_eval', 'MiniRun',
-           'train_mini']
+           'train_mini', 'mini_results', 'clue_table']
 
 # %% ../nbs/09_instruction_tuning.ipynb #acf493d3
 @dataclass(frozen=True)
@@ -364,7 +365,7 @@ def pack_sequences(docs: Sequence[Sequence[int]], seq_len: int) -> torch.Tensor:
 class KBPretrainConfig:
     "Stage 1: which passages the LLM reads as a causal LM, in what pieces, and how long."
     seq_len: int = 128                # tokens per packed sequence
-    n_other: int = 1372               # passages beyond the focus documents, drawn at random (-1: all)
+    n_other: int = 300                # passages beyond the focus documents, drawn at random (-1: all)
     seed: int = 0                     # which other passages
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         lr=1e-3, min_lr=1e-4, warmup_lr=1e-5, warmup_steps=30, weight_decay=0.01, batch_size=16,
@@ -404,7 +405,7 @@ def pretrain_kb(llm: torch.nn.Module, source, cfg: KBPretrainConfig = KBPretrain
                 focus: Sequence[int] = ()) -> PretrainResult:
     """Train causal LM `llm` in place on knowledge-base passages: `source` is a `KnowledgeBase`
     (focus documents + `cfg.n_other` others) or a list of token arrays; cached."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_model, save_model
     if isinstance(source, (list, tuple)): ids, docs = [], list(source)
     else: ids = pretraining_docs(len(source), focus, cfg.n_other, cfg.seed); docs = _passage_tokens(source, ids)
     data = pack_sequences(docs, cfg.seq_len)
@@ -412,10 +413,10 @@ def pretrain_kb(llm: torch.nn.Module, source, cfg: KBPretrainConfig = KBPretrain
     out = Path(out_dir) if out_dir is not None else cache_dir("kb-pretrain") / key[:16]
     def build(tmp: Path):
         res = train(llm, list(data), cfg.train, out / "run", loss_fn=causal_lm_loss, key=key)
-        save_file({k: v.contiguous() for k, v in llm.state_dict().items()}, str(tmp / "llm.safetensors"))
+        save_model(llm, str(tmp / "llm.safetensors"))                     # tied embeddings stored once
         with atomic_write(tmp / "history.json", "w", encoding="utf-8") as f: json.dump(dataclasses.asdict(res), f)
     folder, reused = cached_folder(out / "model", key, build)
-    if reused: llm.load_state_dict(load_file(str(folder / "llm.safetensors")))
+    if reused: load_model(llm, str(folder / "llm.safetensors"))
     res = TrainResult(**json.loads((folder / "history.json").read_text(encoding="utf-8")))
     return PretrainResult(res, ids, int(data.numel()), folder, reused)
 
@@ -470,7 +471,7 @@ MINI_TEMPLATE = "Question: {input}\nImage: <ImageHere>\nClue:"
 
 def _mini_model_config():
     from gemkr.model import GeMKRConfig
-    return GeMKRConfig(template=MINI_TEMPLATE)
+    return GeMKRConfig(template=MINI_TEMPLATE, finetune="full")
 
 def _clue_config():
     from gemkr.clues import ClueConfig
@@ -484,7 +485,7 @@ class MiniPreset:
     clue: object = field(default_factory=_clue_config)                  # a ClueConfig
     pretrain: KBPretrainConfig | None = field(default_factory=KBPretrainConfig)   # stage 1; None = skip it
     tune: TrainConfig = field(default_factory=lambda: TrainConfig(
-        lr=1e-3, min_lr=1e-4, warmup_lr=1e-5, warmup_steps=30, batch_size=16, steps=600,
+        lr=1e-3, min_lr=1e-4, warmup_lr=1e-5, warmup_steps=30, batch_size=16, steps=500,
         checkpoint_every=100))                                          # stage 2
     vocab_size: int = 8000          # the BPE tokenizer
     pretrained_clip: bool = True    # the vision chapter's tiny CLIP (cached) rather than a random one
@@ -534,7 +535,7 @@ class MiniRun:
     stage1: TrainResult | None      # KB pretraining's history (None: skipped)
     stage2: TrainResult             # instruction tuning's history (evals: validation loss, R@1, R@5)
     targets: object                 # the ClueTargets of the train questions
-    seconds: dict                   # wall time of each step of the recipe (this call)
+    seconds: dict                   # wall time of each step of the recipe, as measured when it trained
     path: Path                      # the cached folder
     reused: bool                    # read from the cache
 
@@ -589,4 +590,27 @@ def train_mini(preset: MiniPreset = MiniPreset(), mini=None, out_dir=None) -> Mi
     hist = json.loads((folder / "history.json").read_text(encoding="utf-8"))
     if reused: model = load_gemkr(folder / "gemkr")
     return MiniRun(model.eval(), kb, pre.result if pre else None, TrainResult(**hist["stage2"]), targets,
-                   hist["seconds"] if not reused else seconds, folder, reused)
+                   hist["seconds"], folder, reused)
+
+# %% ../nbs/09_instruction_tuning.ipynb #6b83eb9b
+def mini_results(model, kb, mini, splits: Sequence[str] = ("test", "test_heldout", "test_style"),
+                 limit: int | None = None) -> pd.DataFrame:
+    "Gold R@1 and R@5 (percent) of `model` on Mini's `splits` (the first `limit` queries of each)."
+    import pandas as pd
+    rows = {}
+    for s in splits:
+        b = mini.split(s); b = dataclasses.replace(b, queries=b.queries[:limit])
+        rows[s] = {k: 100 * v for k, v in mini_scores(model, kb, b).items()} | {"n": len(b.queries)}
+    return pd.DataFrame(rows).T.astype({"n": int})
+
+def clue_table(run: MiniRun, mini, split: str = "val", n: int = 8, show: int = 3) -> pd.DataFrame:
+    "For `n` queries of `split`: the question, its first target clue, the `show` best clues written, the R@1 hit."
+    import pandas as pd
+    from gemkr.clues import clue_targets
+    from gemkr.model import GeMKRRetriever
+    qs = mini.split(split).queries[:n]
+    want = clue_targets(qs, run.kb, run.targets.config).by_qid()
+    got = GeMKRRetriever(run.model, run.kb)(qs)
+    return pd.DataFrame([dict(question=q.question, target=want[q.qid][0].text if q.qid in want else "(none)",
+                              written=" | ".join(c.text for c in r.clues[:show]),
+                              hit=bool(r.docs) and r.docs[0][0] in q.relevant) for q, r in zip(qs, got)])
