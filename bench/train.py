@@ -119,7 +119,8 @@ def plot(df, f):
     labels, bottom = [f"{h}\nB={b}" for h, b in zip(df["head"], df["batch"])], np.zeros(len(df))
     for part in PARTS:
         v = df[f"ms_{part}"].to_numpy(); ax.bar(labels, v, bottom=bottom, label=part); bottom += v
-    for i, (y, s) in enumerate(zip(bottom, df["samples_per_s"])): ax.text(i, y, f"{s:.0f}/s", ha="center", va="bottom", fontsize=8)
+    for i, (y, s) in enumerate(zip(bottom, df["samples_per_s"])):
+        ax.text(i, y, f"{s:.0f}/s", ha="center", va="bottom", fontsize=8)
     ax.set(ylabel="ms per training step (median)", title="GeMKR-Mini stage-2 step on CPU, 1 thread")
     ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(f, format="png", dpi=110); plt.close(fig)
 

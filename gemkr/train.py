@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import (CacheError, atomic_write, cache_dir, cached_folder, check_float, check_int,
-                        check_manifest, config_from_dict, config_to_dict, fingerprint, progress,
+                        check_manifest, config_to_dict, fingerprint, progress,
                         remove_stale_temps, save_config, write_manifest)
 from .vision import weights_hash
 
@@ -437,7 +437,8 @@ def memory_plan(batch_size: int = 12, seq_len: int = 363, label_len: int = 10, w
     "GPU memory (GB) of LoRA training of GeMKR-7B, by part; `weight_bytes` 2 = bf16, 1 = 8-bit."
     from gemkr.model import LLAMA_7B, paper_counts
     c, L = paper_counts(tuple(lora_targets)), LLAMA_7B
-    h, i, a, V, n = L["hidden_size"], L["intermediate_size"], L["num_attention_heads"], L["vocab_size"], L["num_hidden_layers"]
+    h, i, a = L["hidden_size"], L["intermediate_size"], L["num_attention_heads"]
+    V, n = L["vocab_size"], L["num_hidden_layers"]
     tok = batch_size * seq_len
     llm_act = n * (tok * 2 * h if checkpointing else block_activation_bytes(tok, seq_len, h, i, a))
     vit_act = vit_trained_blocks * block_activation_bytes(batch_size * vit_tokens, vit_tokens, 1408, 6144, 16, 2)
@@ -575,7 +576,8 @@ def train_mini(preset: MiniPreset = MiniPreset(), mini=None, out_dir=None) -> Mi
     from gemkr.model import build_gemkr, load_gemkr, save_gemkr
     mini, seconds = mini or build_mini(), {}
     cfg, tok, kb, llm, pre = _mini_inputs(preset, mini, seconds)
-    key = fingerprint("gemkr-mini-train-1", preset, kb.key, weights_hash(llm), cfg.clip.checkpoint and Path(cfg.clip.checkpoint))
+    clip = cfg.clip.checkpoint and Path(cfg.clip.checkpoint)            # its bytes, not its path
+    key = fingerprint("gemkr-mini-train-1", preset, kb.key, weights_hash(llm), clip)
     out = Path(out_dir) if out_dir is not None else cache_dir("gemkr-mini") / key[:16]
     model = build_gemkr(cfg, tok, llm=llm)
     targets, exs, val, val_exs = _mini_examples(preset, mini, model, kb, seconds)
