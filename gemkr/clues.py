@@ -19,7 +19,8 @@ from .retrieval import (KBConfig, KnowledgeBase, build_kb, passage_text, save_to
 # %% auto #0
 __all__ = ['SPECIALS', 'CLUE_KINDS', 'train_tokenizer', 'check_clue_tokenizer', 'mini_tokenizer_texts', 'mini_tokenizer',
            'mini_kb', 'is_generable', 'clue_docs_naive', 'clue_docs', 'ClueConfig', 'ClueSample', 'ClueTargets',
-           'answer_token_spans', 'span_windows', 'clue_targets']
+           'answer_token_spans', 'span_windows', 'clue_targets', 'save_clue_targets', 'load_clue_targets',
+           'clue_kb_config', 'mini_clue_targets', 'clue_summary']
 
 # %% ../nbs/08a_clue_targets.ipynb #d3fa7994
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")   # ids 0..3, as in LLaMA: pad, BOS, EOS, unknown
@@ -264,3 +265,64 @@ def clue_targets(queries: Sequence[Query], kb: KnowledgeBase, cfg: ClueConfig | 
             assert 1 <= len(toks) <= cfg.max_len, f"query {q.qid!r}: a clue of {len(toks)} tokens"
             samples.append(ClueSample(q.qid, r, tuple(int(t) for t in toks), tok.decode(list(toks)), n))
     return ClueTargets(samples, no_target, reasons, cfg)
+
+# %% ../nbs/08a_clue_targets.ipynb #1c9e25c0
+def save_clue_targets(targets: ClueTargets, folder) -> Path:
+    "Write `targets` into `folder`: `samples.jsonl`, `no_target.json` (qid -> reason, in order), `config.json`."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder / "samples.jsonl", "w", encoding="utf-8") as f:
+        for s in targets.samples: f.write(json.dumps(dataclasses.asdict(s), ensure_ascii=False) + "\n")
+    with atomic_write(folder / "no_target.json", "w", encoding="utf-8") as f:
+        json.dump([[q, targets.reasons.get(q, "")] for q in targets.no_target], f, ensure_ascii=False)
+    save_config(targets.config, folder / "config.json")
+    return folder
+
+# %% ../nbs/08a_clue_targets.ipynb #bee0467b
+def _sample(rec: dict, where: str) -> ClueSample:
+    try:
+        s = ClueSample(str(rec["qid"]), int(rec["doc"]), tuple(int(t) for t in rec["tokens"]), str(rec["text"]),
+                       int(rec["n_docs"]))
+    except (KeyError, TypeError, ValueError) as e: raise ValueError(f"{where}: not a clue sample ({e!r})") from None
+    if not s.tokens: raise ValueError(f"{where}: an empty clue")
+    return s
+
+def load_clue_targets(folder) -> ClueTargets:
+    "The targets saved in `folder` by `save_clue_targets`."
+    from gemkr.core import load_config, read_jsonl
+    folder = Path(folder)
+    samples = [_sample(r, f"{folder / 'samples.jsonl'}, line {i}")
+               for i, r in enumerate(read_jsonl(folder / "samples.jsonl"), 1)]
+    missing = json.loads((folder / "no_target.json").read_text(encoding="utf-8"))
+    cfg = load_config(ClueConfig, folder / "config.json")
+    return ClueTargets(samples, [q for q, _ in missing], {q: r for q, r in missing}, cfg)
+
+# %% ../nbs/08a_clue_targets.ipynb #026b7532
+def clue_kb_config(kind: str) -> KBConfig:
+    "The knowledge-base config clues of `kind` are generated against: titles indexed for 'title' only."
+    if kind not in CLUE_KINDS: raise ValueError(f"kind must be one of {CLUE_KINDS}, got {kind!r}")
+    return KBConfig(with_title=kind == "title")
+
+def mini_clue_targets(mini, tokenizer, kind: str = "span", split: str = "train",
+                      cfg: ClueConfig | None = None) -> ClueTargets:
+    "The clue targets of `kind` for GeMKR-Mini's `split` (gold relevance), computed once, then cached."
+    cfg = dataclasses.replace(cfg or ClueConfig(), kind=kind)
+    kb, queries = mini_kb(mini, tokenizer, clue_kb_config(kind)), mini.split(split).queries
+    key = fingerprint("gemkr-clues-1", kb.key, cfg, [(q.qid, q.answers, sorted(q.relevant)) for q in queries])
+    build = lambda tmp: save_clue_targets(clue_targets(queries, kb, cfg), tmp)
+    folder, _ = cached_folder(cache_dir("clues") / f"mini-{split}-{kind}-{key[:16]}", key, build)
+    return load_clue_targets(folder)
+
+# %% ../nbs/08a_clue_targets.ipynb #dc334e3f
+def clue_summary(targets: ClueTargets, queries: Sequence[Query]) -> "pd.DataFrame":
+    "Per family (and in all): queries, with a target, without, coverage, targets per covered query, mean length."
+    import pandas as pd
+    per = targets.by_qid(); rows = []
+    fams = sorted({q.family or "" for q in queries})
+    for fam in fams + ["all"]:
+        qs = [q for q in queries if fam == "all" or (q.family or "") == fam]
+        got = [per[q.qid] for q in qs if q.qid in per]
+        n = sum(map(len, got))
+        rows.append(dict(family=fam, queries=len(qs), with_target=len(got), no_target=len(qs) - len(got),
+                         coverage=len(got) / max(len(qs), 1), per_query=n / max(len(got), 1),
+                         mean_tokens=sum(len(s.tokens) for g in got for s in g) / max(n, 1)))
+    return pd.DataFrame(rows).set_index("family")

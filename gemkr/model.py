@@ -21,7 +21,8 @@ from .data import Query
 from .decoding import DecodingConfig, Retrieval, retrieve as constrained_retrieve
 from .retrieval import (KnowledgeBase, encode_text, load_tokenizer, save_tokenizer, special_ids,
                              tokenizer_fingerprint)
-from .vision import CLIPConfig, RegionExtractor, create_clip, crop_box, detector_hash, load_image, top_regions, weights_hash
+from .vision import (CLIPConfig, RegionExtractor, create_clip, crop_box, detector_hash, load_image,
+                          top_regions, weights_hash)
 from .prefix import PrefixConfig, trainable_counts
 from .attention import ObjectAwareViT
 
@@ -78,7 +79,7 @@ class GeMKRConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")   # ("q_proj", "k_proj", "v_proj", "o_proj"): the 14M variant
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")   # + "k_proj", "o_proj": the paper's ~14M variant
     seed: int = 0                  # seeds the new parameters (prefix, projection, LoRA, tiny LLaMA)
 
     def __post_init__(self): _check_gemkr_config(self)
@@ -132,7 +133,8 @@ def build_llm(cfg: GeMKRConfig, tokenizer) -> LlamaForCausalLM:
     if cfg.llm_path is not None:
         path = Path(cfg.llm_path)
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"GeMKRConfig.llm_path: {path} is not a saved HF LLaMA folder (no config.json)")
+            raise FileNotFoundError(f"GeMKRConfig.llm_path: {path} is not a saved HF LLaMA folder "
+                                    "(no config.json)")
         return LlamaForCausalLM.from_pretrained(path, local_files_only=True).float().eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -172,14 +174,23 @@ def build_vision(cfg: GeMKRConfig) -> ObjectAwareViT:
         torch.manual_seed(cfg.seed)
         return ObjectAwareViT(vit, cfg.prefix)
 
+def _llm_mismatch(cfg: GeMKRConfig, llm) -> list[str]:
+    "How a given LLM differs from `cfg`'s tiny LLaMA (a checkpoint rebuilds the LLM from `cfg`)."
+    c = llm.config
+    have = dict(hidden_size=c.hidden_size, num_layers=c.num_hidden_layers, num_heads=c.num_attention_heads,
+                intermediate_size=c.intermediate_size, tie_embeddings=c.tie_word_embeddings,
+                vocab_size=cfg.vocab_size and c.vocab_size)
+    return [f"GeMKRConfig.{k}={getattr(cfg, k)} but the LLM has {v}" for k, v in have.items() if getattr(cfg, k) != v]
+
 def build_gemkr(cfg: GeMKRConfig, tokenizer, llm: nn.Module | None = None) -> GeMKR:
-    "A GeMKR model of `cfg` (eval mode); `llm` replaces the configured LLM (its weights are used as they are)."
+    "A GeMKR model of `cfg` (eval mode); `llm` (wrapped in place) replaces the configured LLM's weights."
     check_tokenizer(tokenizer)
     llm = build_llm(cfg, tokenizer) if llm is None else llm
     D, V = llm.config.hidden_size, llm.get_output_embeddings().weight.shape[0]
     if D != cfg.prefix.llm_dim:
         raise ValueError(f"GeMKRConfig.prefix.llm_dim={cfg.prefix.llm_dim}, but the LLM's width is {D}")
     if V < len(tokenizer): raise ValueError(f"the LLM has {V} token ids, the tokenizer {len(tokenizer)}")
+    if cfg.llm_path is None and (bad := _llm_mismatch(cfg, llm)): raise ValueError("; ".join(bad))
     if cfg.llm_path is None: cfg = dataclasses.replace(cfg, vocab_size=V)          # resolved
     llm = add_lora(llm, cfg) if cfg.finetune == "lora" else llm.requires_grad_(True)
     return GeMKR(cfg, build_vision(cfg), llm, tokenizer).eval()
@@ -299,6 +310,9 @@ def visual_tokens(self: GeMKR, images, regions, region_mask=None) -> torch.Tenso
 @patch
 def embed(self: GeMKR, lay: TokenLayout, visual: torch.Tensor) -> torch.Tensor:
     "`inputs_embeds` (B, T, D): the ids' embeddings with `visual` (B, 3, D) at the image positions."
+    B = lay.input_ids.shape[0]
+    if tuple(visual.shape[:2]) != (B, N_VISUAL):
+        raise ValueError(f"visual tokens of shape {tuple(visual.shape)} for {B} prompts: expected ({B}, {N_VISUAL}, D)")
     emb = self.causal_lm.get_input_embeddings()
     x = emb(lay.input_ids.to(emb.weight.device))                     # (B, T, D)
     x = x.clone()
@@ -310,7 +324,8 @@ def prepare(self: GeMKR, examples: Sequence[GeMKRExample], padding: str = "right
     "A batch of examples with clues -> `inputs_embeds` (B, T, D), `attention_mask` (B, T), `labels` (B, T)."
     missing = [e.qid for e in examples if e.clue is None]
     if missing: raise ValueError(f"prepare needs a target clue in every example; none in {missing[:5]}")
-    lay = self.layout([e.question for e in examples], [e.clue for e in examples], padding, [e.qid for e in examples])
+    lay = self.layout([e.question for e in examples], [e.clue for e in examples], padding,
+                      [e.qid for e in examples])
     x = self.embed(lay, self.visual_tokens(*stack_examples(examples)))
     return dict(inputs_embeds=x, attention_mask=lay.attention_mask.to(x.device), labels=lay.labels.to(x.device))
 
@@ -395,7 +410,8 @@ def __call__(self: QueryInputs, queries: Sequence[Query]) -> list[GeMKRExample]:
         if q.image is None: raise ValueError(f"query {q.qid!r} has no image file")
         image = load_image(q.image)                                  # names a missing or broken file
         feats, mask = self.regions(q, image)
-        out.append(GeMKRExample(q.qid, image_tensor(image, self.vision.vit.image_size[0]), feats, mask, q.question))
+        size = self.vision.vit.image_size[0]
+        out.append(GeMKRExample(q.qid, image_tensor(image, size), feats, mask, q.question))
     return out
 
 # %% ../nbs/08_gemkr_model.ipynb #c8c9438d
@@ -426,8 +442,8 @@ def retrieve(self: GeMKR, images, regions, region_mask, questions: Sequence[str]
     self.eval()
     try:
         x = self.embed(lay, self.visual_tokens(images, regions, region_mask))
-        return constrained_retrieve(self.causal_lm, kb.index, inputs_embeds=x, attention_mask=lay.attention_mask.to(x.device),
-                        cfg=cfg, tokenizer=kb.tokenizer)
+        return constrained_retrieve(self.causal_lm, kb.index, inputs_embeds=x,
+                                    attention_mask=lay.attention_mask.to(x.device), cfg=cfg, tokenizer=kb.tokenizer)
     finally: self.train(was)
 
 # %% ../nbs/08_gemkr_model.ipynb #6ad74f4c
@@ -542,7 +558,7 @@ def paper_counts(lora_targets: Sequence[str] = ("q_proj", "v_proj"), vit_width: 
                  vit_heads: int = 16) -> dict[str, int]:
     "Trainable parameters of the paper's model: LLaMA-7B (on the meta device) with LoRA + the vision front-end."
     with torch.device("meta"): llm = LlamaForCausalLM(LlamaConfig(**LLAMA_7B))
-    cfg = GeMKRConfig(prefix=PrefixConfig(n_prefix=10, n_layers=20, llm_dim=4096), llm_path="LLaMA-7B",
+    cfg = GeMKRConfig(prefix=PrefixConfig(n_prefix=10, n_layers=20, llm_dim=4096), llm_path="LLaMA-7B",   # a name: nothing loaded
                       lora_targets=tuple(lora_targets))
     lora = sum(p.numel() for p in add_lora(llm, cfg).parameters() if p.requires_grad)
     front = trainable_counts(cfg.prefix, vit_width, vit_heads)
