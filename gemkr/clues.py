@@ -17,10 +17,10 @@ from .retrieval import (KBConfig, KnowledgeBase, build_kb, passage_text, save_to
                              special_ids, tokenizer_fingerprint)
 
 # %% auto #0
-__all__ = ['SPECIALS', 'CLUE_KINDS', 'train_tokenizer', 'check_clue_tokenizer', 'mini_tokenizer_texts', 'mini_tokenizer',
-           'mini_kb', 'is_generable', 'clue_docs_naive', 'clue_docs', 'ClueConfig', 'ClueSample', 'ClueTargets',
-           'answer_token_spans', 'span_windows', 'clue_targets', 'save_clue_targets', 'load_clue_targets',
-           'clue_kb_config', 'mini_clue_targets', 'clue_summary']
+__all__ = ['SPECIALS', 'CLUE_KINDS', 'CLUES_VERSION', 'train_tokenizer', 'check_clue_tokenizer', 'mini_tokenizer_texts',
+           'mini_tokenizer', 'mini_kb', 'is_generable', 'clue_docs_naive', 'clue_docs', 'ClueConfig', 'ClueSample',
+           'ClueTargets', 'answer_token_spans', 'span_windows', 'clue_targets', 'save_clue_targets',
+           'load_clue_targets', 'clue_kb_config', 'mini_clue_targets', 'clue_summary']
 
 # %% ../nbs/08a_clue_targets.ipynb #d3fa7994
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")   # ids 0..3, as in LLaMA: pad, BOS, EOS, unknown
@@ -194,15 +194,16 @@ def span_windows(d: _Doc, spans: Sequence[tuple[int, int]], max_len: int) -> lis
     return sorted(out)
 
 # %% ../nbs/08a_clue_targets.ipynb #181e9a81
+def _only_in(kb: KnowledgeBase, toks: Sequence[int], doc: int, n: int) -> bool:
+    """Whether `toks`, cut from document `doc` of `n` tokens, occurs in no other document. One occurrence is
+    the one it was cut from (no locating needed); more than `n - len(toks) + 1` cannot all lie in `doc`."""
+    lo, hi = kb.index.state(list(toks))
+    return hi - lo == 1 or (hi - lo <= n - len(toks) + 1 and clue_docs(kb.index, toks) == [doc])
+
 def _span_candidates(kb: KnowledgeBase, doc: int, d: _Doc, answers, max_len: int) -> list[tuple]:
     "`(start_cut, end_cut, tokens)` of every unique generable answer window of passage `doc`."
-    out = []
-    for i, j in span_windows(d, answer_token_spans(d, answers), max_len):
-        toks = d.ids[i:j]
-        # a window of L tokens occurs at most n - L + 1 times in one passage of n tokens
-        if clue_docs(kb.index, toks, limit=len(d.ids) - len(toks) + 1) == [doc]:
-            out.append((_cuts(d, i), _cuts(d, j), toks))
-    return out
+    windows = span_windows(d, answer_token_spans(d, answers), max_len)
+    return [(_cuts(d, i), _cuts(d, j), d.ids[i:j]) for i, j in windows if _only_in(kb, d.ids[i:j], doc, len(d.ids))]
 
 def _pick(cands: list[tuple], k: int, rng: random.Random) -> list[tuple]:
     "The `k` best candidates: clean start first, then clean end, then the seeded draw."
@@ -214,9 +215,8 @@ def _opening(kb: KnowledgeBase, doc: int, d: _Doc, cfg: ClueConfig) -> tuple | N
     "`(tokens, n_docs)` of passage `doc`'s first `max_len` tokens, or None if shared and not allowed."
     toks = d.ids[:cfg.max_len]
     if not toks: return None
-    docs = clue_docs(kb.index, toks, limit=None if cfg.allow_shared else len(d.ids) - len(toks) + 1)
-    if docs != [doc] and not cfg.allow_shared: return None
-    return toks, len(docs)
+    if not cfg.allow_shared: return (toks, 1) if _only_in(kb, toks, doc, len(d.ids)) else None
+    return toks, len(clue_docs(kb.index, toks))
 
 def _check_kind_kb(kb: KnowledgeBase, cfg: ClueConfig) -> None:
     if cfg.kind == "title" and not kb.config.with_title:
@@ -247,6 +247,13 @@ def _query_samples(q: Query, docs: list[int], kb: KnowledgeBase, cfg: ClueConfig
     rng = random.Random(f"{cfg.seed}:{q.qid}")
     return [(r, toks, 1) for _, _, toks, r in _pick(uniq, cfg.per_query, rng)]
 
+# %% ../nbs/08a_clue_targets.ipynb #4907ba8c
+def _why_none(q: Query, docs: list[int], read, cfg: ClueConfig) -> str:
+    "Why query `q` got no target from its answer-bearing passages `docs`."
+    occ = [b - a for r in docs for a, b in answer_token_spans(read(r), q.answers)]
+    if cfg.kind == "span" and min(occ) > cfg.max_len: return f"answer longer than {cfg.max_len} tokens"
+    return f"no unique {cfg.kind} clue"
+
 # %% ../nbs/08a_clue_targets.ipynb #6c9ea449
 def clue_targets(queries: Sequence[Query], kb: KnowledgeBase, cfg: ClueConfig | None = None) -> ClueTargets:
     "The clue targets of `queries` in `kb`, of kind `cfg.kind`; queries without one are listed, with why."
@@ -260,7 +267,7 @@ def clue_targets(queries: Sequence[Query], kb: KnowledgeBase, cfg: ClueConfig | 
     for q in queries:
         docs, why = _query_docs(q, kb, read)
         found = _query_samples(q, docs, kb, cfg, read, spans) if docs else []
-        if not found: no_target.append(q.qid); reasons[q.qid] = why or f"no unique {cfg.kind} clue"
+        if not found: no_target.append(q.qid); reasons[q.qid] = why or _why_none(q, docs, read, cfg)
         for r, toks, n in found:
             assert 1 <= len(toks) <= cfg.max_len, f"query {q.qid!r}: a clue of {len(toks)} tokens"
             samples.append(ClueSample(q.qid, r, tuple(int(t) for t in toks), tok.decode(list(toks)), n))
@@ -297,6 +304,8 @@ def load_clue_targets(folder) -> ClueTargets:
     return ClueTargets(samples, [q for q, _ in missing], {q: r for q, r in missing}, cfg)
 
 # %% ../nbs/08a_clue_targets.ipynb #026b7532
+CLUES_VERSION = "gemkr-clues-2"    # bump when the way targets are chosen changes: cached targets are then redone
+
 def clue_kb_config(kind: str) -> KBConfig:
     "The knowledge-base config clues of `kind` are generated against: titles indexed for 'title' only."
     if kind not in CLUE_KINDS: raise ValueError(f"kind must be one of {CLUE_KINDS}, got {kind!r}")
@@ -307,7 +316,7 @@ def mini_clue_targets(mini, tokenizer, kind: str = "span", split: str = "train",
     "The clue targets of `kind` for GeMKR-Mini's `split` (gold relevance), computed once, then cached."
     cfg = dataclasses.replace(cfg or ClueConfig(), kind=kind)
     kb, queries = mini_kb(mini, tokenizer, clue_kb_config(kind)), mini.split(split).queries
-    key = fingerprint("gemkr-clues-1", kb.key, cfg, [(q.qid, q.answers, sorted(q.relevant)) for q in queries])
+    key = fingerprint(CLUES_VERSION, kb.key, cfg, [(q.qid, q.answers, sorted(q.relevant)) for q in queries])
     build = lambda tmp: save_clue_targets(clue_targets(queries, kb, cfg), tmp)
     folder, _ = cached_folder(cache_dir("clues") / f"mini-{split}-{kind}-{key[:16]}", key, build)
     return load_clue_targets(folder)

@@ -96,7 +96,7 @@ def test_no_target_counted(tmp_path):
     t = clue_targets(qs, kb, ClueConfig(max_len=3))
     assert t.no_target == ["nogold", "absent", "blank", "long"]              # in query order, none dropped
     assert t.reasons == {"nogold": "no gold passage", "absent": "no answer in the gold passage",
-                         "blank": "no answer", "long": "no unique span clue"}
+                         "blank": "no answer", "long": "answer longer than 3 tokens"}
     assert {s.qid for s in t.samples} == {"ok"}
     fs = clue_targets(qs, kb, ClueConfig("first_sentence", max_len=2))
     assert fs.no_target == ["nogold", "absent", "blank", "long"]             # "Paris is" opens two passages
