@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_recognise_retrieve.ipynb #c851c0bb
 from __future__ import annotations
-import re, time, zlib
+import logging, re, time, zlib
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 import numpy as np
@@ -12,7 +12,7 @@ import pandas as pd
 from fastcore.script import call_parse, Param, store_true
 from .benchmarks import Benchmark, Query
 from .core import atomic_write, check_float, config_path, config_to_dict, save_config
-from .baselines import (BaselineConfig, BM25Index, bm25_baseline, bm25_with_entity, by_family,
+from .baselines import (BaselineConfig, BM25Index, bm25_baseline, bm25_with_entity, by_family, by_pictures,
                              mini_baseline_results, scores_with_pictures, summarize)
 from .mini import MiniConfig, TEST_SPLITS, referring_expressions
 
@@ -149,6 +149,7 @@ def vision_pipeline(mini, clip=None, clip_train=None, detector=None) -> tuple[De
     det_cfg, _ = trained_detector(mini, detector or DetectorConfig())
     encoder = ImageEncoder(clip_cfg)
     extractor = RegionExtractor(encoder, load_detector(det_cfg), det_cfg)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)        # ultralytics turns on DEBUG logging
     ids = sorted(mini.entities)
     texts = encoder.encode_texts([entity_prompt(mini.entities[e]) for e in ids])
     def detect(q: Query): return extractor.detect(load_image(q.image))[0].tolist()
@@ -230,9 +231,8 @@ def mini_baselines_cli(
         print("\nR@5 (%) per family, gold relevance:")
         print(by_family(per[per.relevance == "gold"]).to_string())
         if vision is not None:
-            print("\nR@1 (%) per number of pictures, gold relevance:")
-            print(summarize(per[per.relevance == "gold"], by=("split", "baseline", "n_pictures"), metrics=("P@1",))
-                  ["P@1"].unstack("n_pictures").to_string())
+            print("\nR@1 (%) per number of pictures in the scene, gold relevance:")
+            print(by_pictures(per[per.relevance == "gold"], metrics=("R@1",))["R@1"].to_string())
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if out:
         with atomic_write(out, "w") as f: per.to_csv(f, index=False)
