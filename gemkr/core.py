@@ -422,5 +422,5 @@ def cached_folder(final, key: str, build: typing.Callable[[Path], typing.Any],
 def progress(iterable=None, total: int | None = None, desc: str | None = None, **kwargs):
     "A tqdm progress bar (notebook-aware); disabled when `GEMKR_PROGRESS=0`."
     from tqdm.auto import tqdm
-    disable = os.environ.get("GEMKR_PROGRESS", "1") == "0" or kwargs.pop("disable", False)
+    disable = kwargs.pop("disable", False) or os.environ.get("GEMKR_PROGRESS", "1") == "0"
     return tqdm(iterable, total=total, desc=desc, disable=disable, leave=kwargs.pop("leave", False), **kwargs)
