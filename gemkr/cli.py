@@ -8,16 +8,8 @@ import argparse, dataclasses, json, os, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
-import pandas as pd
-from .core import (CacheError, cache_dir, cached_folder, check_int, config_to_dict, fingerprint,
-                        save_config)
-from .decoding import DecodingConfig
-from .mini import SPLITS, TEST_SPLITS, MiniConfig
-from .model import TEMPLATE, GeMKRConfig
-from .prefix import PrefixConfig
-from .clues import ClueConfig
-from .train import MINI_TEMPLATE, KBPretrainConfig, MiniPreset, TrainConfig
-from .vision import CLIPConfig, CLIPTrainConfig, DetectorConfig
+from .core import CacheError, cache_dir, cached_folder, check_int, fingerprint, save_config
+from .mini import TEST_SPLITS, MiniConfig
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'DTYPES', 'WEIGHT_VARIABLES', 'PRESETS', 'STAGES', 'COMMANDS', 'USER_ERRORS', 'Preset', 'mini_preset',
@@ -31,16 +23,28 @@ __all__ = ['BENCHMARKS', 'DTYPES', 'WEIGHT_VARIABLES', 'PRESETS', 'STAGES', 'COM
 BENCHMARKS = ("mini", "gs112k")   # GeMKR-Mini (built here) or OKVQA-GS112K (files under $GEMKR_BENCHMARKS)
 DTYPES = ("float32", "bfloat16", "float16")
 
+def _mini_preset():
+    from gemkr.train import MiniPreset
+    return MiniPreset()
+
+def _vision_defaults(name: str):
+    import gemkr.vision
+    return getattr(gemkr.vision, name)()
+
+def _decoding_preset():
+    from gemkr.decoding import DecodingConfig
+    return DecodingConfig()
+
 @dataclass(frozen=True)
 class Preset:
     "Everything `gemkr run` builds, trains and evaluates, as one typed config."
     name: str = "mini"
     benchmark: str = "mini"                 # one of BENCHMARKS
-    mini: MiniConfig = field(default_factory=MiniConfig)             # GeMKR-Mini's build
-    train: MiniPreset = field(default_factory=MiniPreset)            # tokenizer, GeMKRConfig, clues, stages 1 and 2
-    clip_train: CLIPTrainConfig = field(default_factory=CLIPTrainConfig)   # the tiny CLIP's pretraining
-    detector: DetectorConfig | None = field(default_factory=DetectorConfig)  # None: ground-truth boxes only
-    decoding: DecodingConfig = field(default_factory=DecodingConfig)  # the GeMKR preset (EOS/pad: the tokenizer's)
+    mini: MiniConfig = field(default_factory=MiniConfig)               # GeMKR-Mini's build
+    train: MiniPreset = field(default_factory=_mini_preset)            # tokenizer, GeMKRConfig, clues, stages 1, 2
+    clip_train: CLIPTrainConfig = field(default_factory=lambda: _vision_defaults("CLIPTrainConfig"))  # tiny CLIP
+    detector: DetectorConfig | None = field(default_factory=lambda: _vision_defaults("DetectorConfig"))  # None: none
+    decoding: DecodingConfig = field(default_factory=_decoding_preset)  # the GeMKR preset (EOS/pad: the tokenizer's)
     splits: tuple[str, ...] = TEST_SPLITS   # evaluated splits
     limit: int | None = None                # the first `limit` queries of each split (quick runs); None = all
     match: str = "word"                     # answer matching of the "answer" (GS-rule) relevance
@@ -54,6 +58,7 @@ class Preset:
 def _check_preset_fields(p: Preset) -> None:
     if p.benchmark not in BENCHMARKS: raise ValueError(f"Preset.benchmark must be one of {BENCHMARKS}, got {p.benchmark!r}")
     if p.dtype not in DTYPES: raise ValueError(f"Preset.dtype must be one of {DTYPES}, got {p.dtype!r}")
+    from gemkr.train import MiniPreset
     if not isinstance(p.train, MiniPreset): raise TypeError("Preset.train must be a MiniPreset")
     if p.benchmark == "mini":
         bad = [s for s in p.splits if s not in TEST_SPLITS]
@@ -68,11 +73,18 @@ def mini_preset() -> Preset:
     return Preset(name="mini")
 
 # %% ../nbs/12_cli.ipynb #b6f18a23
-def _tiny_train(**kw) -> TrainConfig:
+def _tiny_train(**kw):
+    from gemkr.train import TrainConfig
     return TrainConfig(**dict(lr=1e-3, min_lr=1e-4, warmup_lr=1e-5, warmup_steps=1, batch_size=4, steps=3) | kw)
 
 def tiny_preset() -> Preset:
     "A seconds-long run of the chain: tiny models, a few steps, 8 queries per split, no detector."
+    from gemkr.clues import ClueConfig
+    from gemkr.decoding import DecodingConfig
+    from gemkr.model import GeMKRConfig
+    from gemkr.prefix import PrefixConfig
+    from gemkr.train import MINI_TEMPLATE, KBPretrainConfig, MiniPreset
+    from gemkr.vision import CLIPConfig
     clip = CLIPConfig(image_size=32, patch_size=8, width=64, layers=2, embed_dim=64, text_width=64, text_layers=1)
     model = GeMKRConfig(clip=clip, prefix=PrefixConfig(n_layers=1, llm_dim=64), hidden_size=64, num_layers=2,
                         num_heads=2, intermediate_size=128, max_positions=128, template=MINI_TEMPLATE,
@@ -93,6 +105,11 @@ def _env_path(kind: str) -> str:
 
 def a6000_preset() -> Preset:
     "The paper's GeMKR-7B on one 48 GB GPU: LLaMA-7B (bf16) + LoRA, CLIP ViT-L/14, YOLO regions, GS112K."
+    from gemkr.clues import ClueConfig
+    from gemkr.model import TEMPLATE, GeMKRConfig
+    from gemkr.prefix import PrefixConfig
+    from gemkr.train import MiniPreset, TrainConfig
+    from gemkr.vision import CLIPConfig, DetectorConfig
     model = GeMKRConfig(clip=CLIPConfig(model="ViT-L-14", checkpoint=_env_path("clip")),
                         prefix=PrefixConfig(n_prefix=10, n_layers=20, llm_dim=4096), llm_path=_env_path("llm"),
                         max_positions=2048, template=TEMPLATE, finetune="lora")
@@ -257,6 +274,7 @@ def gemkr_name(p: Preset) -> str: return f"GeMKR ({p.name})"
 
 def gemkr_results(model, kb, mini, p: Preset) -> tuple[pd.DataFrame, dict]:
     "Per-query scores of GeMKR on `p.splits` (both relevance rules) and its clues per query."
+    import pandas as pd
     from gemkr.baselines import scores_with_pictures
     from gemkr.model import GeMKRRetriever
     from gemkr.retrieval import run_retriever
@@ -293,6 +311,7 @@ def main_figure(per: pd.DataFrame, path) -> Path:
 # %% ../nbs/12_cli.ipynb #512db3b6
 def evaluation_results(p: Preset, checkpoint) -> tuple[pd.DataFrame, dict]:
     "Per-query scores of every row of the main table on Mini, and GeMKR's clues."
+    import pandas as pd
     from gemkr.clues import mini_kb
     from gemkr.model import load_gemkr
     from gemkr.pipeline import main_table_results, order_rows, vision_pipeline
@@ -420,6 +439,8 @@ def _retrieve_command(p: Preset, args) -> None:
     from gemkr.clues import mini_kb
     from gemkr.model import load_gemkr
     if not Path(args.image).is_file(): raise FileNotFoundError(f"{args.image}: no such image file")
+    from gemkr.vision import load_image
+    load_image(args.image)                          # an unreadable image is named before any work
     ckpt = Path(args.checkpoint) if args.checkpoint else _trained_checkpoint(p, args.out or default_out(p))
     if not (ckpt / "config.json").is_file(): raise FileNotFoundError(f"{ckpt}: not a GeMKR checkpoint folder")
     model = load_gemkr(ckpt); kb = mini_kb(load_benchmark_mini(p), model.tokenizer)
@@ -436,6 +457,7 @@ def _dispatch(args) -> None:
         root = Path(args.check)
         if not root.is_dir(): raise FileNotFoundError(f"{root}: no such folder")
         print(json.dumps(benchmark_stats(load_real_benchmark(args.benchmark, root)), indent=1)); return
+    import pandas as pd
     until = "evaluate" if args.command == "run" else args.command
     res = run_chain(p, args.out, until)
     if until == "evaluate":

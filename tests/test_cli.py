@@ -76,3 +76,143 @@ def test_demo_defaults_to_mini_passages(tmp_path):
     assert f"'the speed of light': {naive_count(kb, q)} occurrences in {len(docs)} passages" in r.stdout
     assert "passages:    " + ", ".join(passages[d]["id"] for d in docs[:5]) in r.stdout
     assert (tmp_path / "cache" / "fmindex" / "passages.fmi").exists()
+
+
+# ---- the `gemkr` command (gemkr.cli): help, user errors, presets, the chain end to end at tiny size ----
+
+def _gemkr(tmp_path, *args, env=None, timeout=300):
+    "Run the `gemkr` console script the way pip's wrapper does (a `__main__` calling `gemkr.cli.main`)."
+    script = tmp_path / "gemkr_cli.py"
+    script.write_text("import sys\nfrom gemkr.cli import main\nsys.exit(main())\n")
+    env = {**os.environ, "GEMKR_PROGRESS": "0", **(env or {})}
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=timeout)
+
+
+def test_gemkr_help_of_every_command(tmp_path):
+    from gemkr.cli import COMMANDS
+    top = _gemkr(tmp_path, "--help")
+    assert top.returncode == 0 and all(c in top.stdout for c in COMMANDS)
+    for c, text in COMMANDS.items():
+        r = _gemkr(tmp_path, c, "--help")
+        assert r.returncode == 0, r.stderr
+        assert f"usage: gemkr {c}" in r.stdout and "--preset" in r.stdout and "--out" in r.stdout
+        assert " ".join(text.split()[:4]) in " ".join(r.stdout.split())      # says what it does (and writes)
+    assert "--image" in _gemkr(tmp_path, "retrieve", "--help").stdout
+
+
+def _one_error_line(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for n in needles: assert n in lines[0], lines[0]
+
+
+def test_gemkr_unknown_preset(tmp_path):
+    for cmd in ("run", "data", "train"):
+        r = _gemkr(tmp_path, cmd, "--preset", "a100", "--out", str(tmp_path / "out"))
+        _one_error_line(r, f"gemkr {cmd}: error: unknown preset 'a100'", "mini, a6000-7b, tiny")
+    assert not (tmp_path / "out").exists()
+
+
+def test_gemkr_retrieve_missing_and_unreadable_image(tmp_path):
+    r = _gemkr(tmp_path, "retrieve", "--preset", "tiny", "--image", str(tmp_path / "none.jpg"), "--question", "Who?")
+    _one_error_line(r, "none.jpg: no such image file")
+    bad = tmp_path / "photo.png"; bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    r = _gemkr(tmp_path, "retrieve", "--preset", "tiny", "--image", str(bad), "--question", "Who?")
+    _one_error_line(r, "photo.png: unreadable image")
+    img = tmp_path / "ok.png"
+    from PIL import Image; Image.new("RGB", (40, 30), "red").save(img)
+    r = _gemkr(tmp_path, "retrieve", "--preset", "tiny", "--image", str(img), "--question", "Who?",
+               "--out", str(tmp_path / "empty"))
+    _one_error_line(r, "no trained GeMKR of preset 'tiny'", "gemkr train --preset tiny")
+
+
+def test_gemkr_data_check_missing_benchmark(tmp_path):
+    r = _gemkr(tmp_path, "data", "--check", str(tmp_path))
+    _one_error_line(r, "okvqa_train_corpus.csv: no such")
+    r = _gemkr(tmp_path, "data", "--check", str(tmp_path / "nowhere"))
+    _one_error_line(r, "nowhere: no such folder")
+
+
+def test_check_preset_lists_everything_missing(monkeypatch, tmp_path):
+    from gemkr.cli import PresetError, check_preset, get_preset
+    for v in ("GEMKR_LLAMA_7B", "GEMKR_CLIP_CKPT", "GEMKR_YOLO_WEIGHTS"): monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("GEMKR_BENCHMARKS", str(tmp_path / "bench"))
+    import pytest
+    with pytest.raises(PresetError) as e: check_preset(get_preset("a6000-7b"))
+    msg = str(e.value)
+    for want in ("GEMKR_LLAMA_7B", "GEMKR_CLIP_CKPT", "GEMKR_YOLO_WEIGHTS", "okvqa_train_corpus.csv",
+                 "retriever_test.json", "val2014"):
+        assert want in msg, want
+    # give it some of them: only the rest is listed
+    llama = tmp_path / "llama"; llama.mkdir(); (llama / "config.json").write_text("{}")
+    monkeypatch.setenv("GEMKR_LLAMA_7B", str(llama))
+    with pytest.raises(PresetError) as e: check_preset(get_preset("a6000-7b"))
+    assert "GEMKR_LLAMA_7B" not in str(e.value) and "GEMKR_CLIP_CKPT" in str(e.value)
+    assert check_preset(get_preset("tiny")).name == "tiny"
+
+
+def test_gemkr_run_a6000_without_weights_stops_before_any_work(tmp_path):
+    env = {"GEMKR_LLAMA_7B": "", "GEMKR_CLIP_CKPT": "", "GEMKR_YOLO_WEIGHTS": "",
+           "GEMKR_BENCHMARKS": str(tmp_path / "bench")}
+    r = _gemkr(tmp_path, "run", "--preset", "a6000-7b", "--out", str(tmp_path / "out"), env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
+    assert "preset 'a6000-7b' cannot run; missing:" in r.stderr
+    for want in ("GEMKR_LLAMA_7B", "GEMKR_CLIP_CKPT", "GEMKR_YOLO_WEIGHTS", "GEMKR_BENCHMARKS"): assert want in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_gemkr_run_tiny_end_to_end_then_cached(tmp_path):
+    "The chain on a small Mini slice: stages chain, outputs exist, metrics from real retrievals, re-run cached."
+    import pandas as pd
+    out = tmp_path / "runs"
+    first = _gemkr(tmp_path, "run", "--preset", "tiny", "--out", str(out))
+    assert first.returncode == 0, first.stderr[-3000:]
+    for stage in ("data", "index", "train", "evaluate"): assert f"[{stage}] done in" in first.stdout
+    assert "no detector in this preset" in first.stdout and "stage times:" in first.stdout
+    folders = {p.name.split("-")[0]: p for p in out.iterdir() if p.is_dir() and p.name != "work"}
+    assert set(folders) == {"data", "index", "train", "evaluate"}
+    for f in folders.values(): assert (f / "MANIFEST.json").is_file() and (f / "preset.json").is_file()
+    ev = folders["evaluate"]
+    assert {"table.csv", "scores.csv", "clues.json", "figure.png"} <= {p.name for p in ev.iterdir()}
+    assert (folders["train"] / "gemkr" / "config.json").is_file() and (folders["index"] / "tokenizer").is_dir()
+    assert "GeMKR (tiny)" in first.stdout and "BM25 (question)" in first.stdout
+
+    # GeMKR's scores are those of its own retrievals: every clue occurs in the KB, R@10 recomputed from a fresh run
+    from gemkr.clues import mini_kb
+    from gemkr.mini import build_mini
+    from gemkr.model import GeMKRRetriever, load_gemkr
+    from gemkr.cli import get_preset
+    import dataclasses
+    per, clues = pd.read_csv(ev / "scores.csv"), json.loads((ev / "clues.json").read_text())
+    ours = per[per.baseline == "GeMKR (tiny)"]
+    assert len(ours) == 2 * 3 * 8 and len(clues) == 3 * 8
+    mini, model = build_mini(), load_gemkr(folders["train"] / "gemkr")
+    kb = mini_kb(mini, model.tokenizer)
+    texts = [p.text for p in mini.passages]
+    for qid, cs in list(clues.items())[:4]:
+        assert cs and all(any(c in t for t in texts) for c in cs), (qid, cs)
+    p = get_preset("tiny")
+    cfg = dataclasses.replace(p.decoding, eos_token_id=kb.eos_token_id, pad_token_id=kb.pad_token_id,
+                              max_clue_len=model.cfg.max_clue_len)
+    bench = mini.split("test"); qs = bench.queries[:8]
+    res = GeMKRRetriever(model, kb, cfg=cfg)(qs)
+    want = [float(any(d in q.relevant for d, _ in r.docs[:10])) for q, r in zip(qs, res)]
+    got = ours[(ours.split == "test") & (ours.relevance == "gold")].set_index("qid").loc[[q.qid for q in qs], "R@10"]
+    assert list(got) == want
+
+    # a second run finds every stage; an unfinished stage (no manifest) is rebuilt, the others stay cached
+    second = _gemkr(tmp_path, "run", "--preset", "tiny", "--out", str(out))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("] cached in") == 4 and "] done in" not in second.stdout
+    t_first = sum(float(x.split()[0]) for x in first.stdout.split("stage times: ")[1].splitlines()[0].split(", ")
+                  for x in [x.split(" ", 1)[1]])
+    t_second = sum(float(x.split(" ", 1)[1].split()[0]) for x in
+                   second.stdout.split("stage times: ")[1].splitlines()[0].split(", "))
+    assert t_second < t_first / 5, (t_first, t_second)
+    # another limit is another config: a new evaluate folder beside the old one, the stages before it cached
+    third = _gemkr(tmp_path, "evaluate", "--preset", "tiny", "--out", str(out), "--limit", "2")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "[train] cached" in third.stdout and "[evaluate] done" in third.stdout
+    assert len(list(out.glob("evaluate-*"))) == 2 and (ev / "MANIFEST.json").is_file()
