@@ -246,8 +246,8 @@ def stage_train(p: Preset, out: Path, index: StageResult) -> StageResult:
     "Stages 1 and 2 of GeMKR; writes `gemkr/` (the checkpoint) and `history.json`."
     from gemkr.train import train_mini
     if p.benchmark != "mini":
-        raise NotImplementedError(f"gemkr train: training on {p.benchmark} is not wired up yet; "
-                                  "the commands evaluate a checkpoint given with --checkpoint")
+        raise NotImplementedError(f"training on {p.benchmark} is not implemented in this version of the kit "
+                                  "(data and index are; the mini and tiny presets train and evaluate)")
     parts = [index.key, p.train, p.device, p.dtype]
     work = Path(out) / "work" / f"train-{fingerprint('gemkr-stage-train-1', *parts)[:12]}"
     def build(tmp: Path):
@@ -326,7 +326,8 @@ def evaluation_results(p: Preset, checkpoint) -> tuple[pd.DataFrame, dict]:
 
 def stage_evaluate(p: Preset, out: Path, train: StageResult) -> StageResult:
     "The main table; writes `scores.csv` (per query), `table.csv`, `clues.json` and `figure.png`."
-    if p.benchmark != "mini": raise NotImplementedError("gemkr evaluate: only GeMKR-Mini is wired up so far")
+    if p.benchmark != "mini":
+        raise NotImplementedError(f"evaluating on {p.benchmark} is not implemented in this version of the kit")
     def build(tmp: Path):
         per, clues = evaluation_results(p, train.folder / "gemkr")
         per.to_csv(tmp / "scores.csv", index=False); main_table(per).to_csv(tmp / "table.csv")
@@ -467,7 +468,9 @@ def _dispatch(args) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     "The `gemkr` console script."
+    import logging
     args = build_parser().parse_args(argv)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)      # bm25s logs each index build at DEBUG level
     try: _dispatch(args)
     except USER_ERRORS as e:
         print(f"gemkr {args.command}: error: {e}", file=sys.stderr); return 2

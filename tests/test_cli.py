@@ -115,24 +115,57 @@ def test_gemkr_unknown_preset(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_gemkr_retrieve_missing_and_unreadable_image(tmp_path):
+def _main(*argv):
+    "`gemkr.cli.main` in this process: (exit code, stdout, stderr)."
+    import contextlib, io
+    from gemkr.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+class _R:
+    def __init__(self, rc, out, err): self.returncode, self.stdout, self.stderr = rc, out, err
+
+
+def test_gemkr_retrieve_missing_image(tmp_path):
     r = _gemkr(tmp_path, "retrieve", "--preset", "tiny", "--image", str(tmp_path / "none.jpg"), "--question", "Who?")
-    _one_error_line(r, "none.jpg: no such image file")
+    _one_error_line(r, "gemkr retrieve: error: ", "none.jpg: no such image file")
+
+
+def test_gemkr_retrieve_unreadable_image_and_no_model(tmp_path):
     bad = tmp_path / "photo.png"; bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    r = _gemkr(tmp_path, "retrieve", "--preset", "tiny", "--image", str(bad), "--question", "Who?")
-    _one_error_line(r, "photo.png: unreadable image")
+    _one_error_line(_R(*_main("retrieve", "--preset", "tiny", "--image", str(bad), "--question", "Who?")),
+                    "photo.png: unreadable image")
     img = tmp_path / "ok.png"
     from PIL import Image; Image.new("RGB", (40, 30), "red").save(img)
-    r = _gemkr(tmp_path, "retrieve", "--preset", "tiny", "--image", str(img), "--question", "Who?",
-               "--out", str(tmp_path / "empty"))
+    r = _R(*_main("retrieve", "--preset", "tiny", "--image", str(img), "--question", "Who?",
+                  "--out", str(tmp_path / "empty")))
     _one_error_line(r, "no trained GeMKR of preset 'tiny'", "gemkr train --preset tiny")
+    r = _R(*_main("retrieve", "--preset", "tiny", "--image", str(img), "--question", "Who?",
+                  "--checkpoint", str(tmp_path / "nockpt")))
+    _one_error_line(r, "nockpt: not a GeMKR checkpoint folder")
 
 
 def test_gemkr_data_check_missing_benchmark(tmp_path):
-    r = _gemkr(tmp_path, "data", "--check", str(tmp_path))
-    _one_error_line(r, "okvqa_train_corpus.csv: no such")
-    r = _gemkr(tmp_path, "data", "--check", str(tmp_path / "nowhere"))
-    _one_error_line(r, "nowhere: no such folder")
+    _one_error_line(_R(*_main("data", "--check", str(tmp_path))), "okvqa_train_corpus.csv: no such")
+    _one_error_line(_R(*_main("data", "--check", str(tmp_path / "nowhere"))), "nowhere: no such folder")
+    _one_error_line(_R(*_main("run", "--preset", "tiny", "--limit", "0")), "--limit must be")
+
+
+def test_gpu_smoke_cpu_dry_run(tmp_path):
+    "bench/gpu_smoke.py's code at tiny shapes on the CPU: the chain, forward, LoRA backward, constrained retrieval."
+    bench = Path(__file__).parents[1] / "bench" / "gpu_smoke.py"
+    env = {**os.environ, "GEMKR_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, str(bench), "--cpu-dry-run", "--out", str(tmp_path)], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads((tmp_path / "gpu_smoke.json").read_text())
+    assert set(rep["chain"]) == {"data", "index", "train", "evaluate"}
+    m = rep["model"]
+    assert m["clues"] > 0 and m["clues_in_kb"] and m["gradients_reach_lora_and_prefix"] and m["peak_gb"] > 0
+    for step in ("forward (loss)", "forward + LoRA backward"): assert m["times"][step] > 0
+    assert "peak RSS" in r.stdout and "retrieve (4 queries)" in r.stdout
 
 
 def test_check_preset_lists_everything_missing(monkeypatch, tmp_path):
