@@ -15,9 +15,9 @@ from .mini import TEST_SPLITS, MiniConfig
 __all__ = ['BENCHMARKS', 'DTYPES', 'WEIGHT_VARIABLES', 'PRESETS', 'STAGES', 'COMMANDS', 'USER_ERRORS', 'Preset', 'mini_preset',
            'tiny_preset', 'a6000_preset', 'PresetError', 'get_preset', 'preset_requirements', 'check_preset',
            'StageResult', 'run_stage', 'load_benchmark_mini', 'stage_data', 'load_real_benchmark', 'benchmark_stats',
-           'benchmark_tokenizer', 'stage_index', 'stage_train', 'limited', 'gemkr_name', 'gemkr_results', 'main_table',
-           'main_figure', 'evaluation_results', 'stage_evaluate', 'default_out', 'run_chain', 'image_regions',
-           'retrieve_image', 'format_retrieval', 'build_parser', 'main']
+           'benchmark_tokenizer', 'stage_index', 'stage_train', 'limited', 'preset_detector', 'gemkr_name',
+           'gemkr_results', 'main_table', 'main_figure', 'evaluation_results', 'stage_evaluate', 'default_out',
+           'run_chain', 'image_regions', 'retrieve_image', 'format_retrieval', 'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #b14ad37d
 BENCHMARKS = ("mini", "gs112k")   # GeMKR-Mini (built here) or OKVQA-GS112K (files under $GEMKR_BENCHMARKS)
@@ -269,6 +269,18 @@ class limited:
         b = self.mini.split(name, relevance)
         return b if self.n is None else dataclasses.replace(b, queries=b.queries[:self.n])
 
+# %% ../nbs/12_cli.ipynb #569f3d9f
+def preset_detector(p: Preset):
+    "`(detect, key)` of the preset's YOLO (trained on Mini on first use, then cached), or None without one."
+    if p.detector is None: return None
+    from gemkr.vision import detector_hash, load_detector, trained_detector
+    det = p.detector if p.detector.weights else trained_detector(load_benchmark_mini(p), p.detector)[0]
+    yolo = load_detector(det)
+    def detect(image):
+        r = yolo.predict(image, imgsz=det.imgsz, conf=det.conf, iou=det.iou, device="cpu", verbose=False)[0]
+        return r.boxes.xyxy.numpy(), r.boxes.conf.numpy()
+    return detect, fingerprint("gemkr-cli-detector-1", detector_hash(yolo), det.imgsz, det.conf, det.iou)
+
 # %% ../nbs/12_cli.ipynb #a54b1288
 def gemkr_name(p: Preset) -> str: return f"GeMKR ({p.name})"
 
@@ -276,11 +288,14 @@ def gemkr_results(model, kb, mini, p: Preset) -> tuple[pd.DataFrame, dict]:
     "Per-query scores of GeMKR on `p.splits` (both relevance rules) and its clues per query."
     import pandas as pd
     from gemkr.baselines import scores_with_pictures
-    from gemkr.model import GeMKRRetriever
+    from gemkr.model import GeMKRRetriever, QueryInputs
     from gemkr.retrieval import run_retriever
     cfg = dataclasses.replace(p.decoding, eos_token_id=kb.eos_token_id, pad_token_id=kb.pad_token_id,
                               max_clue_len=model.cfg.max_clue_len)
-    retriever, frames, clues = GeMKRRetriever(model, kb, cfg=cfg), [], {}
+    det, n = preset_detector(p), model.cfg.n_regions
+    inputs = (QueryInputs(model.vision, n, "gold") if det is None else
+              QueryInputs(model.vision, n, "detector", detector=det[0], detector_key=det[1]))
+    retriever, frames, clues = GeMKRRetriever(model, kb, inputs, cfg), [], {}
     for split in p.splits:
         run = run_retriever(retriever, mini.split(split), desc=f"GeMKR {split}")
         clues.update({q: [c.text for c in cs] for q, cs in run.clues.items()})
@@ -319,6 +334,7 @@ def evaluation_results(p: Preset, checkpoint) -> tuple[pd.DataFrame, dict]:
     vision = None
     if p.detector is not None:
         vision = vision_pipeline(mini, p.train.model.clip, p.clip_train, p.detector)
+        print("[evaluate] GeMKR and recognise-then-retrieve read the detector's regions")
     else: print("[evaluate] no detector in this preset: the recognise-then-retrieve rows are left out")
     base = main_table_results(limited(mini, p.limit), p.splits, vision, p.match)
     ours, clues = gemkr_results(model, kb, limited(mini, p.limit), p)
@@ -358,11 +374,8 @@ def image_regions(p: Preset, image, n: int) -> tuple[list, str]:
     "Region boxes of a PIL `image` for preset `p`, and where they came from."
     w, h = image.size
     if p.detector is None: return [(0, 0, w, h)], "the whole image (this preset has no detector)"
-    from gemkr.vision import load_detector, top_regions, trained_detector
-    det = p.detector if p.detector.weights else trained_detector(load_benchmark_mini(p), p.detector)[0]
-    r = load_detector(det).predict(image, imgsz=det.imgsz, conf=det.conf, iou=det.iou, device="cpu",
-                                   verbose=False)[0]
-    found = top_regions(r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), n)[0].tolist()
+    from gemkr.vision import top_regions
+    found = top_regions(*preset_detector(p)[0](image), n)[0].tolist()
     if not found: return [(0, 0, w, h)], "no detection: the whole image"
     return found, f"{len(found)} detected region(s)"
 

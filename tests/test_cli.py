@@ -249,3 +249,39 @@ def test_gemkr_run_tiny_end_to_end_then_cached(tmp_path):
     assert third.returncode == 0, third.stderr[-3000:]
     assert "[train] cached" in third.stdout and "[evaluate] done" in third.stdout
     assert len(list(out.glob("evaluate-*"))) == 2 and (ev / "MANIFEST.json").is_file()
+
+
+FIXTURES = Path(__file__).parent / "fixtures"          # laid out like $GEMKR_BENCHMARKS
+
+
+def test_gemkr_data_check_on_fixture_benchmark():
+    from gemkr.benchmarks import load_gs112k
+    rc, out, err = _main("data", "--check", str(FIXTURES))
+    assert rc == 0, err
+    got, want = json.loads(out), load_gs112k(FIXTURES / "okvqa" / "okvqa_train_corpus.csv",
+                                            FIXTURES / "okvqa" / "retriever_test.json", FIXTURES / "coco" / "val2014")
+    assert (got["n_passages"], got["n_queries"]) == (len(want.passages), len(want.queries)) and got["n_queries"] > 0
+    assert got["with_image"] == sum(q.image is not None and Path(q.image).is_file() for q in want.queries)
+
+
+def test_a6000_preset_data_and_index_with_local_files(monkeypatch, tmp_path):
+    "With every file in place, a6000-7b passes its check, builds data and index (LLaMA's tokenizer) on the fixture."
+    from gemkr.clues import train_tokenizer
+    from gemkr.retrieval import load_tokenizer, save_tokenizer
+    llama = tmp_path / "llama-7b"
+    save_tokenizer(train_tokenizer(["the moon orbits the earth", "a picture of a tower"] * 20, vocab_size=300), llama)
+    (llama / "config.json").write_text("{}")
+    (tmp_path / "clip.pt").write_bytes(b"x"); (tmp_path / "yolo.pt").write_bytes(b"x")
+    for var, v in (("GEMKR_LLAMA_7B", llama), ("GEMKR_CLIP_CKPT", tmp_path / "clip.pt"),
+                   ("GEMKR_YOLO_WEIGHTS", tmp_path / "yolo.pt"), ("GEMKR_BENCHMARKS", FIXTURES)):
+        monkeypatch.setenv(var, str(v))
+    out = tmp_path / "runs"
+    rc, stdout, err = _main("index", "--preset", "a6000-7b", "--out", str(out))
+    assert rc == 0, err
+    assert "[data] done" in stdout and "[index] done" in stdout
+    (index,) = out.glob("index-*")
+    kb = json.loads((index / "kb.json").read_text())
+    assert kb["vocab"] == len(load_tokenizer(llama)) and kb["passages"] > 0
+    assert json.loads((index / "preset.json").read_text())["train"]["model"]["llm_path"] == str(llama)
+    rc, stdout, err = _main("train", "--preset", "a6000-7b", "--out", str(out))
+    assert rc == 2 and "[index] cached" in stdout and "training on gs112k is not implemented" in err
