@@ -5,12 +5,12 @@
 
 1. The chain: `gemkr run --preset tiny` (data -> index -> train -> evaluate on a Mini slice), with its per-stage
    times. Mini is built on first use (about a minute).
-2. A GeMKR of the paper's shape: a randomly initialised LLaMA with LLaMA-7B's config (32 layers of width 4096,
-   vocabulary 32,000), built directly on the GPU in bf16 (nothing downloads), behind the GeMKR front-end (a random
-   CLIP ViT-L/14 with the object-aware prefix in its last 20 blocks, 10 regions, LoRA r=8 on q/v). On `--queries`
-   Mini test questions (ground-truth boxes, first-sentence clue targets): one forward pass (loss), one LoRA
-   backward pass (gradients reach the adapters and the prefix), and constrained retrieval with the GeMKR decoding
-   preset under Mini's FM-index (every clue is checked to occur in the knowledge base).
+2. The `a6000-7b` preset's GeMKR config with random weights: a LLaMA with LLaMA-7B's config (32 layers of width
+   4096, vocabulary 32,000), built directly on the GPU in the preset's dtype (bf16; nothing downloads), behind the
+   GeMKR front-end (a random CLIP ViT-L/14 with the object-aware prefix in its last 20 blocks, 10 regions, LoRA r=8
+   on q/v). On `--queries` Mini test questions (ground-truth boxes, first-sentence clue targets): one forward pass
+   (loss), one LoRA backward pass (gradients reach the adapters and the prefix), and constrained retrieval with the
+   GeMKR decoding preset under Mini's FM-index (every clue is checked to occur in the knowledge base).
 Prints each step's wall time and the peak GPU memory (`torch.cuda.max_memory_allocated`; on CPU the peak RSS);
 with `--out DIR`, also `DIR/gpu_smoke.json`. `--cpu-dry-run` uses a 2-layer LLaMA of width 64 and the tiny CLIP.
 """
@@ -54,14 +54,15 @@ def random_llama(shape: dict, tok, device: str, dtype: torch.dtype):
 
 
 def gemkr_config(dry: bool):
-    "The GeMKR config of the paper's shape (or its tiny dry-run version); `llm_path` only names the random LLM."
-    from gemkr.model import TEMPLATE, GeMKRConfig
-    from gemkr.prefix import PrefixConfig
+    """The `a6000-7b` preset's GeMKR config with a random CLIP and LLM (`llm_path` then only names the LLM);
+    with `dry`, the tiny CLIP and a prefix of width 64 in its last 2 blocks."""
+    from gemkr.cli import get_preset
     from gemkr.vision import CLIPConfig
-    if dry: return GeMKRConfig(clip=CLIPConfig(), prefix=PrefixConfig(n_layers=2, llm_dim=64),
-                               llm_path="random-llama-tiny", template=TEMPLATE, finetune="lora")
-    return GeMKRConfig(clip=CLIPConfig(model="ViT-L-14"), prefix=PrefixConfig(n_prefix=10, n_layers=20, llm_dim=4096),
-                       llm_path="random-llama-7b", max_positions=2048, template=TEMPLATE, finetune="lora")
+    cfg = get_preset("a6000-7b").train.model
+    cfg = dataclasses.replace(cfg, clip=dataclasses.replace(cfg.clip, checkpoint=None), llm_path="random-llama-7b")
+    if not dry: return cfg
+    return dataclasses.replace(cfg, clip=CLIPConfig(), prefix=dataclasses.replace(cfg.prefix, n_layers=2, llm_dim=64),
+                               llm_path="random-llama-tiny")
 
 
 def big_model_check(n_queries: int, device: str, dry: bool, cache: Path) -> dict:
@@ -69,10 +70,12 @@ def big_model_check(n_queries: int, device: str, dry: bool, cache: Path) -> dict
     from gemkr.clues import ClueConfig, clue_targets, mini_kb, mini_tokenizer
     from gemkr.mini import build_mini
     from gemkr.model import LLAMA_7B, QueryInputs, build_gemkr, stack_examples
-    times, dtype = {}, torch.bfloat16
+    from gemkr.cli import get_preset
+    times, dtype = {}, getattr(torch, get_preset("a6000-7b").dtype)              # bfloat16
     mini = build_mini(); tok = mini_tokenizer(mini, 1000); kb = mini_kb(mini, tok)
     cfg = gemkr_config(dry)
-    with timed("random LLaMA on " + device, times): llm = random_llama(LLAMA_TINY if dry else LLAMA_7B, tok, device, dtype)
+    with timed("random LLaMA on " + device, times):
+        llm = random_llama(LLAMA_TINY if dry else LLAMA_7B, tok, device, dtype)
     with timed("GeMKR front-end + LoRA", times): model = build_gemkr(cfg, tok, llm=llm)
     qs = mini.split("test").queries[:n_queries]
     targets = clue_targets(qs, kb, ClueConfig(kind="first_sentence", max_len=cfg.max_clue_len)).by_qid()
