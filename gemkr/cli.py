@@ -15,7 +15,7 @@ from .mini import TEST_SPLITS, MiniConfig
 __all__ = ['BENCHMARKS', 'DTYPES', 'WEIGHT_VARIABLES', 'PRESETS', 'STAGES', 'COMMANDS', 'USER_ERRORS', 'Preset', 'mini_preset',
            'tiny_preset', 'a6000_preset', 'PresetError', 'get_preset', 'preset_requirements', 'check_preset',
            'StageResult', 'run_stage', 'load_benchmark_mini', 'stage_data', 'load_real_benchmark', 'benchmark_stats',
-           'benchmark_tokenizer', 'stage_index', 'stage_train', 'limited', 'preset_detector', 'gemkr_name',
+           'benchmark_tokenizer', 'stage_index', 'stage_train', 'MiniSlice', 'preset_detector', 'gemkr_name',
            'gemkr_results', 'main_table', 'main_figure', 'evaluation_results', 'stage_evaluate', 'default_out',
            'run_chain', 'image_regions', 'retrieve_image', 'format_retrieval', 'build_parser', 'main']
 
@@ -262,7 +262,7 @@ def stage_train(p: Preset, out: Path, index: StageResult) -> StageResult:
     return res
 
 # %% ../nbs/12_cli.ipynb #1db6705b
-class limited:
+class MiniSlice:
     "A `MiniDataset` whose `split(...)` keeps the first `n` queries (everything else is the dataset's)."
     def __init__(self, mini, n: int | None): self.mini, self.n = mini, n
     def __getattr__(self, name): return getattr(self.mini, name)
@@ -337,8 +337,8 @@ def evaluation_results(p: Preset, checkpoint) -> tuple[pd.DataFrame, dict]:
         vision = vision_pipeline(mini, p.train.model.clip, p.clip_train, p.detector)
         print("[evaluate] GeMKR and recognise-then-retrieve read the detector's regions")
     else: print("[evaluate] no detector in this preset: the recognise-then-retrieve rows are left out")
-    base = main_table_results(limited(mini, p.limit), p.splits, vision, p.match)
-    ours, clues = gemkr_results(model, kb, limited(mini, p.limit), p)
+    base = main_table_results(MiniSlice(mini, p.limit), p.splits, vision, p.match)
+    ours, clues = gemkr_results(model, kb, MiniSlice(mini, p.limit), p)
     return order_rows(pd.concat([base, ours], ignore_index=True), p.splits), clues
 
 def stage_evaluate(p: Preset, out: Path, train: StageResult) -> StageResult:
