@@ -202,7 +202,9 @@ def stage_data(p: Preset, out: Path) -> StageResult:
             mini = load_benchmark_mini(p); stats = dict(mini_stats(mini.queries), n_passages=len(mini.passages))
         else: stats = benchmark_stats(load_real_benchmark(p.benchmark))
         (tmp / "stats.json").write_text(json.dumps(stats, indent=1) + "\n")
-    return run_stage("data", out, [p.benchmark, p.mini], build, p)
+    files = [] if p.benchmark == "mini" else [(str(f), f.stat().st_size, f.stat().st_mtime_ns)
+                                             for f in _gs112k_files().values() if f.is_file()]
+    return run_stage("data", out, [p.benchmark, p.mini, files], build, p)
 
 # %% ../nbs/12_cli.ipynb #4bf53417
 def load_real_benchmark(name: str, root=None):
@@ -230,6 +232,9 @@ def benchmark_tokenizer(p: Preset, mini=None):
     from gemkr.clues import mini_tokenizer
     return mini_tokenizer(mini or load_benchmark_mini(p), p.train.vocab_size)
 
+def _is_tokenizer_file(name: str) -> bool:
+    return name.startswith("tokenizer") or name in ("special_tokens_map.json", "vocab.json", "merges.txt")
+
 def stage_index(p: Preset, out: Path, data: StageResult) -> StageResult:
     "Tokenizer + FM-index knowledge base; writes `tokenizer/` and `kb.json`."
     from gemkr.retrieval import build_kb, save_tokenizer
@@ -240,7 +245,9 @@ def stage_index(p: Preset, out: Path, data: StageResult) -> StageResult:
         save_tokenizer(tok, tmp / "tokenizer")
         info = dict(passages=len(kb), tokens=kb.index.n_tokens, vocab=len(tok), kb_key=kb.key)
         (tmp / "kb.json").write_text(json.dumps(info, indent=1) + "\n")
-    return run_stage("index", out, [data.key, p.train.vocab_size, p.train.model.llm_path], build, p)
+    llm = p.train.model.llm_path                      # a real LLM's tokenizer files, by content
+    tok_files = sorted(f for f in Path(llm).glob("*") if f.is_file() and _is_tokenizer_file(f.name)) if llm else []
+    return run_stage("index", out, [data.key, p.train.vocab_size, llm, *tok_files], build, p)
 
 # %% ../nbs/12_cli.ipynb #34cce0ff
 def stage_train(p: Preset, out: Path, index: StageResult) -> StageResult:

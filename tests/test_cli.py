@@ -285,3 +285,7 @@ def test_a6000_preset_data_and_index_with_local_files(monkeypatch, tmp_path):
     assert json.loads((index / "preset.json").read_text())["train"]["model"]["llm_path"] == str(llama)
     rc, stdout, err = _main("train", "--preset", "a6000-7b", "--out", str(out))
     assert rc == 2 and "[index] cached" in stdout and "training on gs112k is not implemented" in err
+    # another tokenizer in the LLaMA folder: the index is rebuilt in a new folder
+    save_tokenizer(train_tokenizer(["other words entirely, and more of them"] * 20, vocab_size=280), llama)
+    rc, stdout, err = _main("index", "--preset", "a6000-7b", "--out", str(out))
+    assert rc == 0 and "[data] cached" in stdout and "[index] done" in stdout and len(list(out.glob("index-*"))) == 2
