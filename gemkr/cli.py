@@ -420,9 +420,10 @@ COMMANDS = {
             "writes <out>/data-<fingerprint>/stats.json",
     "index": "train the tokenizer and build the FM-index knowledge base (after data); "
              "writes <out>/index-<fingerprint>/{tokenizer/,kb.json}",
-    "train": "train GeMKR: vision models, stage 1 (KB pretraining), stage 2 (instruction tuning), after data and "
+    "train": "train GeMKR: the tiny CLIP, stage 1 (KB pretraining), stage 2 (instruction tuning), after data and "
              "index; writes <out>/train-<fingerprint>/{gemkr/,history.json}",
-    "evaluate": "the main table (baselines, recognise-then-retrieve, GeMKR) after the stages before it; writes "
+    "evaluate": "the main table (baselines, recognise-then-retrieve, GeMKR; the YOLO detector is trained on first "
+                "use) after the stages before it; writes "
                 "<out>/evaluate-<fingerprint>/{table.csv,scores.csv,clues.json,figure.png}",
     "run": "data -> index -> train -> evaluate, skipping every stage already built with the same config",
     "retrieve": "clues and ranked passages of a trained GeMKR for one image and question (prints; writes nothing)",
