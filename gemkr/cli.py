@@ -488,11 +488,14 @@ def _dispatch(args) -> None:
         with pd.option_context("display.width", 160, "display.max_columns", 20): print(table.to_string())
         print(f"outputs: {res['evaluate'].folder}")
 
+def _warnings_only(record) -> bool: return record.levelno >= 30     # logging.WARNING
+
 def main(argv: Sequence[str] | None = None) -> int:
     "The `gemkr` console script."
     import logging
     args = build_parser().parse_args(argv)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)      # bm25s logs each index build at DEBUG level
+    # bm25s sets its logger to DEBUG when imported and logs every index build: keep its warnings only
+    logging.getLogger("bm25s").addFilter(_warnings_only)
     try: _dispatch(args)
     except USER_ERRORS as e:
         print(f"gemkr {args.command}: error: {e}", file=sys.stderr); return 2

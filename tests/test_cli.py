@@ -211,6 +211,7 @@ def test_gemkr_run_tiny_end_to_end_then_cached(tmp_path):
     assert {"table.csv", "scores.csv", "clues.json", "figure.png"} <= {p.name for p in ev.iterdir()}
     assert (folders["train"] / "gemkr" / "config.json").is_file() and (folders["index"] / "tokenizer").is_dir()
     assert "GeMKR (tiny)" in first.stdout and "BM25 (question)" in first.stdout
+    assert "DEBUG" not in first.stdout + first.stderr                       # no library debug logging
 
     # GeMKR's scores are those of its own retrievals: every clue occurs in the KB, R@10 recomputed from a fresh run
     from gemkr.clues import mini_kb
