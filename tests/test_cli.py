@@ -1,4 +1,4 @@
-"""The README's main job (`gemkr_demo`) on a small knowledge base and on GeMKR-Mini's, with a temporary GEMKR_CACHE."""
+"""The console scripts: `gemkr_demo` (FM-index demo, with a temporary GEMKR_CACHE) and `gemkr` (gemkr.cli: presets, stages, errors)."""
 import json, subprocess, sys, os
 from pathlib import Path
 
