@@ -43,14 +43,15 @@ def main(argv=None):
               f"{time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         res = mini_results(run.model, run.kb, mini, TEST_SPLITS, args.limit)
         for split, r in res.iterrows():
-            rows.append(dict(clue=kind, stage1=stage1, split=split, n=int(r["n"]), R1=r["R@1"], R5=r["R@5"],
+            rows.append(dict(clue=kind, stage1=stage1, split=split, n=int(r["n"]), R1=round(r["R@1"], 2),
+                             R5=round(r["R@5"], 2),
                              stage1_s=run.stage1.seconds if run.stage1 else 0.0, stage2_s=run.stage2.seconds,
                              stage2_steps=run.stage2.steps, train_targets=len(run.targets.samples)))
         print(res.round(1).to_string(), file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     with atomic_write(args.out / "train_grid.csv", "w", encoding="utf-8") as f: df.to_csv(f, index=False)
     wide = df.pivot_table(index=["clue", "stage1"], columns="split", values=["R1", "R5"]).round(1)
-    print(wide.to_markdown() if hasattr(wide, "to_markdown") else wide.to_string())
+    print(wide.to_string())
 
 
 if __name__ == "__main__":

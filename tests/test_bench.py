@@ -67,7 +67,7 @@ def test_train_bench_quick(tmp_path):
     out, df = _run("train.py", tmp_path, "--quick", "--batches", "2", "--reps", "1")
     assert set(zip(df["head"], df.batch)) == {("labels", 2), ("full", 2)} and len(df) == 2
     parts = df[["ms_vision", "ms_llm_fwd", "ms_backward", "ms_optim"]]
-    assert (parts > 0).all().all() and np.allclose(parts.sum(1), df.ms_step, rtol=0.05)   # the split adds up
+    assert (parts > 0).all().all() and np.allclose(parts.sum(axis=1), df.ms_step, rtol=0.05)   # the split adds up
     assert np.allclose(df.samples_per_s, df.batch / (df.ms_step / 1e3))
     assert (df.saved_mb > 0).all() and (df.peak_rss_mb > 0).all()
     assert (df.trainable == df.trainable.iloc[0]).all()                                   # the same model twice
