@@ -12,10 +12,10 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['REPO_ROOT', 'MANIFEST', 'assets_dir', 'benchmarks_dir', 'missing_benchmark_file', 'cache_dir', 'set_seed',
-           'current_umask', 'glob_escape', 'remove_stale_temps', 'atomic_write', 'check_int', 'check_float',
-           'config_path', 'config_to_dict', 'save_config', 'config_from_dict', 'load_config', 'text_lines',
-           'read_jsonl', 'fingerprint', 'CacheError', 'write_manifest', 'check_manifest', 'file_lock', 'cached_folder',
-           'progress']
+           'current_umask', 'follow_umask', 'glob_escape', 'remove_stale_temps', 'atomic_write', 'check_int',
+           'check_float', 'config_path', 'config_to_dict', 'save_config', 'config_from_dict', 'load_config',
+           'text_lines', 'read_jsonl', 'fingerprint', 'CacheError', 'write_manifest', 'check_manifest', 'file_lock',
+           'cached_folder', 'progress']
 
 # %% ../nbs/00_core.ipynb #cc2ada75
 REPO_ROOT = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path.cwd().parent
@@ -80,6 +80,13 @@ def current_umask() -> int:
     except OSError: pass
     m = os.umask(0o022); os.umask(m)
     return m
+
+def follow_umask(path) -> None:
+    """Give `path` and, for a folder, everything under it the permissions of the user's umask (for files written
+    by libraries that ignore it, such as safetensors' 0600, and folders from `tempfile.mkdtemp`, 0700)."""
+    path = Path(path)
+    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        if not p.is_symlink(): os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~current_umask())
 
 def _alive(pid: int) -> bool:
     "Whether process `pid` is running (one of another user's counts too)."

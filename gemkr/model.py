@@ -16,7 +16,8 @@ from PIL import Image
 from fastcore.basics import patch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 from .core import (cache_dir, check_float, check_int, check_manifest, config_to_dict, fingerprint,
-                        load_config, remove_stale_temps, save_config, write_manifest, atomic_write, current_umask)
+                        load_config, remove_stale_temps, save_config, write_manifest, atomic_write, current_umask,
+                        follow_umask)
 from .data import Query
 from .decoding import DecodingConfig, Retrieval, retrieve as constrained_retrieve
 from .retrieval import (KnowledgeBase, encode_text, load_tokenizer, save_tokenizer, special_ids,
@@ -481,6 +482,7 @@ def _write_checkpoint(model: GeMKR, folder: Path) -> None:
     if model.cfg.finetune == "lora": model.llm.save_pretrained(folder / "adapter")
     if model.cfg.llm_path is None or model.cfg.finetune == "full":
         save_file(_llm_weights(model), str(folder / "llm.safetensors"))
+    follow_umask(folder)                                    # safetensors writes its files 0600
 
 def save_gemkr(model: GeMKR, folder) -> Path:
     "Write `model`'s checkpoint to `folder` (replacing an older one only once the new one is complete)."

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import (CacheError, atomic_write, cache_dir, cached_folder, check_float, check_int,
-                        check_manifest, config_to_dict, fingerprint, progress,
+                        check_manifest, config_to_dict, fingerprint, follow_umask, progress,
                         remove_stale_temps, save_config, write_manifest)
 from .vision import weights_hash
 
@@ -164,6 +164,7 @@ def save_checkpoint(root, state: dict) -> Path:
     remove_stale_temps(root, final.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=root))
     try:
+        follow_umask(tmp)                                                   # mkdtemp makes it 0700
         with atomic_write(tmp / "state.pt") as f: torch.save(state, f)
         write_manifest(tmp, state["key"])
         if final.exists():
@@ -414,6 +415,7 @@ def pretrain_kb(llm: torch.nn.Module, source, cfg: KBPretrainConfig = KBPretrain
     def build(tmp: Path):
         res = train(llm, list(data), cfg.train, out / "run", loss_fn=causal_lm_loss, key=key)
         save_model(llm, str(tmp / "llm.safetensors"))                     # tied embeddings stored once
+        follow_umask(tmp)                                                   # safetensors writes 0600
         with atomic_write(tmp / "history.json", "w", encoding="utf-8") as f: json.dump(dataclasses.asdict(res), f)
     folder, reused = cached_folder(out / "model", key, build)
     if reused: load_model(llm, str(folder / "llm.safetensors"))

@@ -294,3 +294,17 @@ def test_gradients_reach_every_trained_group_and_a_batch_is_learnt(tok):
     assert lora[-1] < 0.85 * lora[0], lora                               # LoRA on a tiny random LLM: slowly
     full = _fit(build_gemkr(GeMKRConfig(finetune="full", **SMALL), tok).train(), exs, 60)
     assert full[-1] < 0.1, full                                          # the whole LLM: one batch memorised
+
+
+def test_checkpoint_files_follow_the_umask(model, tmp_path):
+    "safetensors writes 0600 and mkdtemp makes 0700 folders: the saved checkpoints get the umask's modes instead."
+    import os
+    from gemkr.train import save_checkpoint
+    old = os.umask(0o027)
+    try:
+        folders = [save_gemkr(model, tmp_path / "ckpt"),
+                   save_checkpoint(tmp_path / "run", {"step": 3, "key": "k", "x": torch.zeros(2)})]
+    finally: os.umask(old)
+    for folder in folders:
+        for p in [folder, *folder.rglob("*")]:
+            assert p.stat().st_mode & 0o777 == (0o750 if p.is_dir() else 0o640), p
