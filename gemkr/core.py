@@ -13,9 +13,9 @@ import numpy as np
 # %% auto #0
 __all__ = ['REPO_ROOT', 'MANIFEST', 'assets_dir', 'benchmarks_dir', 'missing_benchmark_file', 'cache_dir', 'set_seed',
            'current_umask', 'follow_umask', 'glob_escape', 'remove_stale_temps', 'atomic_write', 'check_int',
-           'check_float', 'config_path', 'config_to_dict', 'save_config', 'config_from_dict', 'load_config',
-           'text_lines', 'read_jsonl', 'fingerprint', 'CacheError', 'write_manifest', 'check_manifest', 'file_lock',
-           'cached_folder', 'progress']
+           'check_float', 'config_path', 'config_to_dict', 'config_differences', 'save_config', 'config_from_dict',
+           'load_config', 'text_lines', 'read_jsonl', 'fingerprint', 'CacheError', 'write_manifest', 'check_manifest',
+           'file_lock', 'cached_folder', 'progress']
 
 # %% ../nbs/00_core.ipynb #cc2ada75
 REPO_ROOT = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path.cwd().parent
@@ -178,6 +178,15 @@ def config_to_dict(cfg) -> dict:
     if not (dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)):
         raise TypeError(f"expected a dataclass instance, got {type(cfg).__name__}")
     return {"_type": type(cfg).__name__, **_to_jsonable(cfg)}
+
+def config_differences(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    "`(dotted name, value in a, value in b)` of every (nested) field where config dicts `a` and `b` differ."
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict): out += config_differences(x, y, f"{prefix}{k}.")
+        elif x != y: out.append((f"{prefix}{k}", x, y))
+    return out
 
 def save_config(cfg, path) -> Path:
     "Write `cfg` (a dataclass) as JSON to `path`, atomically; returns the path."

@@ -15,7 +15,7 @@ from torch import nn
 from PIL import Image
 from fastcore.basics import patch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
-from .core import (cache_dir, check_float, check_int, check_manifest, config_to_dict, fingerprint,
+from .core import (cache_dir, check_float, check_int, check_manifest, config_differences, config_to_dict, fingerprint,
                         load_config, remove_stale_temps, save_config, write_manifest, atomic_write, current_umask,
                         follow_umask)
 from .data import Query
@@ -501,16 +501,9 @@ def save_gemkr(model: GeMKR, folder) -> Path:
     return final
 
 # %% ../nbs/08_gemkr_model.ipynb #0560ed05
-def config_diff(a, b, prefix: str = "") -> list[str]:
+def config_diff(a, b) -> list[str]:
     "`field: a != b` for every (nested) field where dataclass configs `a` and `b` differ."
-    da, db = config_to_dict(a), config_to_dict(b)
-    out = []
-    for k in sorted(set(da) | set(db)):
-        x, y = da.get(k), db.get(k)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += config_diff(getattr(a, k), getattr(b, k), f"{prefix}{k}.")
-        elif x != y: out.append(f"{prefix}{k}: {x!r} != {y!r}")
-    return out
+    return [f"{k}: {x!r} != {y!r}" for k, x, y in config_differences(config_to_dict(a), config_to_dict(b))]
 
 # %% ../nbs/08_gemkr_model.ipynb #a62a8fea
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

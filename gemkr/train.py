@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import (CacheError, atomic_write, cache_dir, cached_folder, check_float, check_int,
-                        check_manifest, config_to_dict, fingerprint, follow_umask, progress,
+                        check_manifest, config_differences, config_to_dict, fingerprint, follow_umask, progress,
                         remove_stale_temps, save_config, write_manifest)
 from .vision import weights_hash
 
@@ -20,11 +20,11 @@ from .vision import weights_hash
 __all__ = ['CHECKPOINT_FORMAT', 'GB', 'MINI_TEMPLATE', 'TrainConfig', 'total_steps', 'learning_rate', 'make_scheduler',
            'trainable_parameters', 'make_optimizer', 'batch_indices', 'world', 'init_distributed', 'shard',
            'training_state', 'save_checkpoint', 'checkpoints', 'prune_checkpoints', 'CheckpointError',
-           'load_checkpoint', 'latest_checkpoint', 'config_differences', 'check_resumable', 'average_gradients',
-           'train_step', 'TrainResult', 'train', 'causal_lm_loss', 'pack_sequences', 'KBPretrainConfig',
-           'pretraining_docs', 'PretrainResult', 'pretrain_kb', 'block_activation_bytes', 'memory_plan', 'gemkr_loss',
-           'keep_list', 'train_gemkr', 'MiniPreset', 'mini_focus_docs', 'mini_scores', 'stage2_eval', 'MiniRun',
-           'train_mini', 'mini_results', 'clue_table']
+           'load_checkpoint', 'latest_checkpoint', 'check_resumable', 'average_gradients', 'train_step', 'TrainResult',
+           'train', 'causal_lm_loss', 'pack_sequences', 'KBPretrainConfig', 'pretraining_docs', 'PretrainResult',
+           'pretrain_kb', 'block_activation_bytes', 'memory_plan', 'gemkr_loss', 'keep_list', 'train_gemkr',
+           'MiniPreset', 'mini_focus_docs', 'mini_scores', 'stage2_eval', 'MiniRun', 'train_mini', 'mini_results',
+           'clue_table']
 
 # %% ../nbs/09_instruction_tuning.ipynb #acf493d3
 @dataclass(frozen=True)
@@ -216,20 +216,11 @@ def latest_checkpoint(root) -> dict | None:
 # %% ../nbs/09_instruction_tuning.ipynb #35b59586
 _RUN_ONLY_FIELDS = ("eval_every", "log_every", "checkpoint_every", "keep_checkpoints")
 
-def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    "Dotted names of the fields whose values differ between config dicts `a` and `b`."
-    out = []
-    for k in sorted(set(a) | set(b)):
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += config_differences(a[k], b[k], f"{prefix}{k}.")
-        elif a.get(k) != b.get(k): out.append(f"{prefix}{k}")
-    return out
-
 def check_resumable(state: dict, model, cfg: TrainConfig, key: str, where) -> None:
     "Raise `CheckpointError` naming the differing fields if `state` belongs to another run."
     mine = {k: v for k, v in config_to_dict(cfg).items() if k not in _RUN_ONLY_FIELDS}
     theirs = {k: v for k, v in state["config"].items() if k not in _RUN_ONLY_FIELDS}
-    diff = config_differences(mine, json.loads(json.dumps(theirs)))
+    diff = [k for k, _, _ in config_differences(mine, json.loads(json.dumps(theirs)))]
     if diff: raise CheckpointError(f"{where}: written with a different TrainConfig (fields {diff} differ)")
     if state["key"] != key:
         raise CheckpointError(f"{where}: written for another model or data (key {state['key'][:12]}, "
