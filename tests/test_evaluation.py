@@ -109,7 +109,7 @@ def test_paired_bootstrap():
 def test_paired_bootstrap_refuses_mismatched_queries():
     per = synthetic_scores()
     short = per.drop(per.index[(per.baseline == ROWS[1]) & (per.qid == "0003")])
-    with pytest.raises(EvaluationError, match="not scored on the same queries: 0 only in the first.*1 only in the second"):
+    with pytest.raises(EvaluationError, match="not scored on the same queries: 0 only in the first.*1 only in the sec"):
         paired_bootstrap(short, ROWS[1], ROWS[0])
     with pytest.raises(EvaluationError, match="no scores of row 'BM25'"): paired_bootstrap(per, "BM25", ROWS[0])
     twice = pd.concat([per, per[(per.baseline == ROWS[0])].head(1)])
