@@ -224,8 +224,10 @@ def clue_stats(clues: dict[str, list[str]], bench, match: str = "word", k: int =
 
 # %% ../nbs/10_benchmark_evaluation.ipynb #c802e7cf
 def check_clue_bound(stats: pd.DataFrame, scores: pd.DataFrame, row: str, split: str,
-                     metric: str = "P@5") -> pd.DataFrame:
+                     metric: str = "P@5", rank_mode: str = "first") -> pd.DataFrame:
     "`stats` joined with `row`'s measured answer-relevance `metric` on `split`; an error if any exceeds its bound."
+    if rank_mode not in ("first", "unique"):   # aggregate also ranks passages holding only a prefix of a clue
+        raise EvaluationError(f"the clue bound holds for the first and unique mappings, not {rank_mode!r}")
     measured = _row_scores(scores, row, split, "answer", [metric])[metric]
     joined = stats.join(measured, how="inner")
     over = joined[joined[metric] > joined.bound + 1e-9]

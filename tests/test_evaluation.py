@@ -1,6 +1,6 @@
 """gemkr.evaluation on a synthetic run folder: bootstrap oracle vs vectorised, intervals, paired differences,
 loading errors, the clue bound and the paper's numbers. Seconds, no model."""
-import json
+import dataclasses, json
 import numpy as np
 import pandas as pd
 import pytest
@@ -138,6 +138,11 @@ def test_clue_search_and_bound():
     with pytest.raises(EvaluationError, match="1 queries score P@5 above their clue bound, e.g. q2"):
         check_clue_bound(stats, scores, "GeMKR", "test")
     assert len(check_clue_bound(stats, scores.assign(**{"P@5": [0.4, 0.2]}), "GeMKR", "test")) == 2
+    with pytest.raises(EvaluationError, match="not 'aggregate'"):
+        check_clue_bound(stats, scores, "GeMKR", "test", rank_mode="aggregate")
+    with pytest.raises(EvaluationError, match="needs answer relevance"):
+        gold = [dataclasses.replace(q, relevant=frozenset({0})) for q in bench.queries]
+        clue_stats({"q1": ["paris"]}, Benchmark("toy", bench.passages, gold, "gold"))
 
 
 def test_paper_results_and_comparison(run_folder):
