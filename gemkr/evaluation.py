@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_benchmark_evaluation.ipynb #562ca077
 from __future__ import annotations
-import dataclasses, json, zlib
+import dataclasses, json, re, zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -187,20 +187,30 @@ def clue_documents_naive(clue: str, texts: Sequence[str]) -> list[int]:
     return [i for i, t in enumerate(texts) if c and c in t]
 
 # %% ../nbs/10_benchmark_evaluation.ipynb #953f8f6d
+_WORD = re.compile(r"\w+")
+
+def _whole_words(clue: str) -> list[str]:
+    "The words of `clue` with a non-word character on both sides inside it: whole words wherever `clue` occurs."
+    return [m.group() for m in _WORD.finditer(clue) if m.start() > 0 and m.end() < len(clue)]
+
+# %% ../nbs/10_benchmark_evaluation.ipynb #b9273883
 class ClueSearch:
-    "Substring search of clue texts over a list of passages (one joined string, positions mapped to passage ids)."
-    SEP = "\x00"
+    "Substring search of clue texts over passages, through an inverted index of their words (results cached)."
     def __init__(self, texts: Sequence[str]):
-        self.texts = list(texts)
-        self.joined = self.SEP.join(self.texts)
-        self.starts = np.cumsum([0] + [len(t) + 1 for t in self.texts[:-1]])
+        self.texts, self.postings, self._cache = list(texts), {}, {}
+        for i, t in enumerate(self.texts):
+            for w in set(_WORD.findall(t)): self.postings.setdefault(w, []).append(i)
 
     def documents(self, clue: str) -> list[int]:
         "Sorted ids of the passages that contain `clue` (stripped)."
-        c, out, pos = clue.strip(), set(), -1
-        if not c or self.SEP in c: return []
-        while (pos := self.joined.find(c, pos + 1)) >= 0: out.add(int(np.searchsorted(self.starts, pos, "right")) - 1)
-        return sorted(out)
+        c = clue.strip()
+        if c not in self._cache:
+            words = sorted(set(_whole_words(c)), key=lambda w: len(self.postings.get(w, ())))
+            if not words: self._cache[c] = clue_documents_naive(c, self.texts)
+            else:
+                rare = [self.postings.get(w, ()) for w in words[:3]]      # the three rarest words' postings
+                self._cache[c] = sorted(i for i in set(rare[0]).intersection(*rare[1:]) if c in self.texts[i])
+        return self._cache[c]
 
 # %% ../nbs/10_benchmark_evaluation.ipynb #da152292
 def clue_stats(clues: dict[str, list[str]], bench, match: str = "word", k: int = 5) -> pd.DataFrame:

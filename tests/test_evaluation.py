@@ -125,6 +125,18 @@ def clue_bench():
     return Benchmark("toy", passages, queries, "answer")
 
 
+def test_clue_search_equals_the_scan():
+    rng = np.random.default_rng(0)
+    words = ["Paris", "paris", "is", "the", "capital", "of", "France", "Zürich", "naïve", "_x", "42", "co-op"]
+    texts = [" ".join(rng.choice(words, rng.integers(1, 12))) + rng.choice(["", ".", ", ", " —"]) for _ in range(60)]
+    search = ClueSearch(texts)
+    for i in rng.integers(0, len(texts), 300):
+        a = int(rng.integers(0, len(texts[i]))); clue = texts[i][a:a + int(rng.integers(1, 30))]
+        assert search.documents(clue) == clue_documents_naive(clue, texts), clue
+    for clue in ["", "   ", "Lyon", "s the c", "Paris is", "é"]:
+        assert search.documents(clue) == clue_documents_naive(clue, texts), clue
+
+
 def test_clue_search_and_bound():
     bench = clue_bench(); texts = [p.text for p in bench.passages]
     search = ClueSearch(texts)
