@@ -40,6 +40,10 @@ class Evaluation:
     def metrics(self) -> list[str]: return [c for c in self.scores.columns if _is_metric(c)]
     @property
     def rows(self) -> list[str]: return list(dict.fromkeys(self.scores.baseline))
+    def __repr__(self) -> str:
+        splits = list(dict.fromkeys(self.scores.split))
+        return (f"Evaluation({self.folder.name}: preset {self.preset.get('name')!r}, {len(self.scores)} scores, "
+                f"splits {splits}, {len(self.rows)} rows, {len(self.clues)} clue lists)")
 
 # %% ../nbs/10_benchmark_evaluation.ipynb #adf51eb6
 def _read_scores(path: Path) -> pd.DataFrame:
@@ -50,6 +54,13 @@ def _read_scores(path: Path) -> pd.DataFrame:
         raise EvaluationError(f"{path}: no metric column (P@k, R@k or MRR@k)")
     return scores
 
+def _read_json(path: Path) -> dict:
+    try: value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvaluationError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(value, dict): raise EvaluationError(f"{path}: expected a JSON object")
+    return value
+
 def load_evaluation(folder) -> Evaluation:
     "The outputs of one evaluate stage in `folder` (written by `gemkr run` or `gemkr evaluate`)."
     folder = Path(folder)
@@ -58,7 +69,9 @@ def load_evaluation(folder) -> Evaluation:
     if missing: raise EvaluationError(f"{folder}: missing {', '.join(missing)} (not an evaluate stage's folder?)")
     scores = _read_scores(folder / "scores.csv")
     table = pd.read_csv(folder / "table.csv", index_col=[0, 1, 2])
-    clues, preset = (json.loads((folder / f).read_text(encoding="utf-8")) for f in ("clues.json", "preset.json"))
+    clues, preset = _read_json(folder / "clues.json"), _read_json(folder / "preset.json")
+    if not all(isinstance(v, list) for v in clues.values()):
+        raise EvaluationError(f"{folder / 'clues.json'}: expected a list of clue texts for each query id")
     return Evaluation(folder, scores, table, clues, preset)
 
 # %% ../nbs/10_benchmark_evaluation.ipynb #8985372b

@@ -58,6 +58,16 @@ def test_loading_errors(run_folder, tmp_path_factory):
     with pytest.raises(EvaluationError, match="no metric column"): load_evaluation(run_folder)
 
 
+def test_bad_json(run_folder):
+    (run_folder / "preset.json").write_text("[1, 2]")
+    with pytest.raises(EvaluationError, match="preset.json: expected a JSON object"): load_evaluation(run_folder)
+    (run_folder / "preset.json").write_text("{}")
+    (run_folder / "clues.json").write_text('{"0001": "one clue, not a list"}')
+    with pytest.raises(EvaluationError, match="clues.json: expected a list"): load_evaluation(run_folder)
+    (run_folder / "clues.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(EvaluationError, match="clues.json: not valid JSON"): load_evaluation(run_folder)
+
+
 @pytest.mark.parametrize("n,seed,level", [(1, 0, 0.95), (13, 5, 0.9), (200, 2, 0.99)])
 def test_bootstrap_fast_equals_naive(n, seed, level):
     x = np.random.default_rng(seed).random((n, 3))
