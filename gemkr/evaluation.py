@@ -226,12 +226,16 @@ class ClueSearch:
         return self._cache[c]
 
 # %% ../nbs/10_benchmark_evaluation.ipynb #da152292
-def clue_stats(clues: dict[str, list[str]], bench, match: str = "word", k: int = 5) -> pd.DataFrame:
+def clue_stats(clues: dict[str, list[str]], bench, match: str = "word", k: int = 5,
+               with_title: bool = False) -> pd.DataFrame:
     """Per query of `bench` (answer relevance) with clues: distinct clues, passages and articles of its first `k`
-    clues, answer-bearing passages among those of all its clues, and the bound `min(k, that) / k` on P@k."""
+    clues, answer-bearing passages among those of all its clues, and the bound `min(k, that) / k` on P@k.
+    `with_title`: the KB indexed each passage's title before its text (title clues)."""
     from gemkr.metrics import hit_matrix
+    from gemkr.retrieval import passage_text
     if bench.relevance != "answer": raise EvaluationError(f"{bench.name}: clue_stats needs answer relevance")
-    search, titles = ClueSearch([p.text for p in bench.passages]), [p.title for p in bench.passages]
+    search = ClueSearch([passage_text(p, with_title) for p in bench.passages])
+    titles = [p.title for p in bench.passages]
     queries = [q for q in bench.queries if q.qid in clues]
     if not queries: raise EvaluationError(f"{bench.name}: no query of this benchmark has clues")
     docs = {q.qid: [search.documents(c) for c in clues[q.qid]] for q in queries}

@@ -160,6 +160,9 @@ def test_clue_search_and_bound():
     with pytest.raises(EvaluationError, match="1 queries score P@5 above their clue bound, e.g. q2"):
         check_clue_bound(stats, scores, "GeMKR", "test")
     assert len(check_clue_bound(stats, scores.assign(**{"P@5": [0.4, 0.2]}), "GeMKR", "test")) == 2
+    titled = clue_stats({"q2": ["berlin berlin"]}, bench, with_title=True)   # title "berlin" + "berlin is in ..."
+    assert titled.loc["q2"].tolist() == [1, 1, 1, 1, 0.2]
+    assert clue_stats({"q2": ["berlin berlin"]}, bench).loc["q2"].tolist() == [1, 0, 0, 0, 0.0]
     with pytest.raises(EvaluationError, match="not 'aggregate'"):
         check_clue_bound(stats, scores, "GeMKR", "test", rank_mode="aggregate")
     with pytest.raises(EvaluationError, match="needs answer relevance"):
