@@ -58,10 +58,11 @@ def dual_flow_attention(q, k_p, v_p, k_x, v_x, gate, key_mask=None):
 # %% ../nbs/07_dual_flow.ipynb #3cf60f73
 class DualFlowBlock(nn.Module):
     "A frozen open_clip `ResidualAttentionBlock` whose attention also reads a prefix, gated per head."
-    def __init__(self, block: nn.Module):
+    def __init__(self, block: nn.Module, gated: bool = True):
         super().__init__()
         self.block = block
-        self.gate = nn.Parameter(torch.zeros(block.attn.num_heads))      # g_h = 0: the frozen block
+        if gated: self.gate = nn.Parameter(torch.zeros(block.attn.num_heads))    # g_h = 0: the frozen block
+        else: self.register_buffer("gate", torch.ones(block.attn.num_heads))     # ablation: g_h = 1, fixed
 
     def forward(self, x, prefix_in, key_mask=None, return_attention: bool = False):
         "`x` (B, T, d) image tokens, `prefix_in` (B, n, d) = P_l + R, `key_mask` (B, n)."
@@ -84,7 +85,7 @@ class ObjectAwareViT(nn.Module):
             raise ValueError(f"PrefixConfig.n_layers={cfg.n_layers}: the ViT has only {depth} blocks")
         self.vit, self.cfg, self.width = vit.requires_grad_(False).eval(), cfg, d
         self.n_frozen = depth - cfg.n_layers                               # blocks run as they are
-        self.blocks = nn.ModuleList(DualFlowBlock(b) for b in vit_blocks(vit)[self.n_frozen:])
+        self.blocks = nn.ModuleList(DualFlowBlock(b, cfg.gated) for b in vit_blocks(vit)[self.n_frozen:])
         self.prefix = ObjectAwarePrefix(cfg, d)
         self.projection = VisualProjection(cfg, d)
 

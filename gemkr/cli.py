@@ -13,11 +13,12 @@ from .mini import TEST_SPLITS, MiniConfig
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'DTYPES', 'WEIGHT_VARIABLES', 'PRESETS', 'STAGES', 'COMMANDS', 'USER_ERRORS', 'Preset', 'mini_preset',
-           'tiny_preset', 'a6000_preset', 'PresetError', 'get_preset', 'preset_requirements', 'check_preset',
-           'StageResult', 'run_stage', 'load_benchmark_mini', 'stage_data', 'load_real_benchmark', 'benchmark_stats',
-           'benchmark_tokenizer', 'stage_index', 'stage_train', 'MiniSlice', 'preset_detector', 'gemkr_name',
-           'gemkr_results', 'main_table', 'main_figure', 'evaluation_results', 'stage_evaluate', 'default_out',
-           'run_chain', 'image_regions', 'retrieve_image', 'format_retrieval', 'build_parser', 'main']
+           'tiny_preset', 'a6000_preset', 'ablation_preset', 'PresetError', 'get_preset', 'preset_requirements',
+           'check_preset', 'StageResult', 'run_stage', 'load_benchmark_mini', 'stage_data', 'load_real_benchmark',
+           'benchmark_stats', 'benchmark_tokenizer', 'stage_index', 'stage_train', 'MiniSlice', 'preset_detector',
+           'gemkr_name', 'preset_kb', 'gemkr_results', 'main_table', 'main_figure', 'evaluation_results',
+           'stage_evaluate', 'default_out', 'run_chain', 'image_regions', 'retrieve_image', 'format_retrieval',
+           'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #b14ad37d
 BENCHMARKS = ("mini", "gs112k")   # GeMKR-Mini (built here) or OKVQA-GS112K (files under $GEMKR_BENCHMARKS)
@@ -121,7 +122,13 @@ def a6000_preset() -> Preset:
                   detector=DetectorConfig(weights=_env_path("detector"), imgsz=640), splits=("test",))
 
 # %% ../nbs/12_cli.ipynb #cfde400f
-PRESETS: dict[str, Callable[[], Preset]] = {"mini": mini_preset, "a6000-7b": a6000_preset, "tiny": tiny_preset}
+def ablation_preset() -> Preset:
+    "The mini preset reduced for the ablation grid (chapter 11): ground-truth boxes, 200 queries per split."
+    from gemkr.ablations import ablation_preset as reduced
+    return reduced()
+
+PRESETS: dict[str, Callable[[], Preset]] = {"mini": mini_preset, "a6000-7b": a6000_preset, "tiny": tiny_preset,
+                                            "ablation": ablation_preset}
 
 class PresetError(ValueError):
     "An unknown preset, or one whose weights or data are missing (the message lists them all)."
@@ -292,6 +299,11 @@ def preset_detector(p: Preset):
 # %% ../nbs/12_cli.ipynb #a54b1288
 def gemkr_name(p: Preset) -> str: return f"GeMKR ({p.name})"
 
+def preset_kb(p: Preset, mini, tokenizer):
+    "Mini's knowledge base as the preset's clues need it (titles indexed for title clues)."
+    from gemkr.clues import clue_kb_config, mini_kb
+    return mini_kb(mini, tokenizer, clue_kb_config(p.train.clue.kind))
+
 def gemkr_results(model, kb, mini, p: Preset) -> tuple[pd.DataFrame, dict]:
     "Per-query scores of GeMKR on `p.splits` (both relevance rules) and its clues per query."
     import pandas as pd
@@ -338,7 +350,7 @@ def evaluation_results(p: Preset, checkpoint) -> tuple[pd.DataFrame, dict]:
     from gemkr.clues import mini_kb
     from gemkr.model import load_gemkr
     from gemkr.pipeline import main_table_results, order_rows, vision_pipeline
-    mini = load_benchmark_mini(p); model = load_gemkr(Path(checkpoint)); kb = mini_kb(mini, model.tokenizer)
+    mini = load_benchmark_mini(p); model = load_gemkr(Path(checkpoint)); kb = preset_kb(p, mini, model.tokenizer)
     vision = None
     if p.detector is not None:
         vision = vision_pipeline(mini, p.train.model.clip, p.clip_train, p.detector)
@@ -414,6 +426,7 @@ def format_retrieval(res: dict, width: int = 100) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/12_cli.ipynb #f8535577
+_ABLATE_OUT_HELP = "the results CSV to append to (default: bench/results/ablations.csv in the repository)"
 _OUT_HELP = "output folder (default: $GEMKR_CACHE/runs/<preset>, i.e. data/cache/runs/<preset> in the repository)"
 COMMANDS = {
     "data": "build GeMKR-Mini (or, with --check DIR, check a real benchmark's files under DIR); "
@@ -427,6 +440,8 @@ COMMANDS = {
                 "<out>/evaluate-<fingerprint>/{table.csv,scores.csv,clues.json,figure.png}",
     "run": "data -> index -> train -> evaluate, skipping every stage already built with the same config",
     "retrieve": "clues and ranked passages of a trained GeMKR for one image and question (prints; writes nothing)",
+    "ablate": "run an ablation (chapter 11) on the ablation preset: every value x seed trained (cached) and "
+              "evaluated; appends to bench/results/ablations.csv (or --out FILE.csv) and prints each result",
 }
 
 # %% ../nbs/12_cli.ipynb #d18e2740
@@ -437,8 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, text in COMMANDS.items():
         s = sub.add_parser(name, help=text, description=text)
-        s.add_argument("--preset", default="mini", help=f"one of {', '.join(PRESETS)} (default: mini)")
-        s.add_argument("--out", default=None, help=_OUT_HELP)
+        default = "ablation" if name == "ablate" else "mini"
+        s.add_argument("--preset", default=default, help=f"one of {', '.join(PRESETS)} (default: {default})")
+        s.add_argument("--out", default=None, help=_ABLATE_OUT_HELP if name == "ablate" else _OUT_HELP)
         s.add_argument("--limit", type=int, default=None, help="queries per evaluated split (quick runs)")
         if name == "data": s.add_argument("--check", metavar="DIR", help="check the files of a real benchmark "
                                           "under DIR (laid out as $GEMKR_BENCHMARKS); builds nothing")
@@ -449,6 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--checkpoint", default=None, help="a GeMKR checkpoint folder (default: the preset's "
                            "trained model in --out, trained by `gemkr train`)")
             s.add_argument("--top", type=int, default=5, help="passages to show")
+        if name == "ablate":
+            s.add_argument("name", help="an ablation (clue, kb_pretraining, constrained, object_prefix, gate, "
+                           "regions, mapping, finetune) or 'all'")
+            s.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default: 0 1)")
     return ap
 
 # %% ../nbs/12_cli.ipynb #aaf42365
@@ -466,16 +486,29 @@ def _retrieve_command(p: Preset, args) -> None:
     load_image(args.image)                          # an unreadable image is named before any work
     ckpt = Path(args.checkpoint) if args.checkpoint else _trained_checkpoint(p, args.out or default_out(p))
     if not (ckpt / "config.json").is_file(): raise FileNotFoundError(f"{ckpt}: not a GeMKR checkpoint folder")
-    model = load_gemkr(ckpt); kb = mini_kb(load_benchmark_mini(p), model.tokenizer)
+    model = load_gemkr(ckpt); kb = preset_kb(p, load_benchmark_mini(p), model.tokenizer)
     print(format_retrieval(retrieve_image(model, kb, args.image, args.question, p, args.top)))
 
 # %% ../nbs/12_cli.ipynb #26dcb516
+def _ablate_command(p: Preset, args) -> None:
+    from gemkr.ablations import ABLATIONS, get_ablation, run_ablation
+    names = list(ABLATIONS) if args.name == "all" else [args.name]
+    for n in names:
+        try: get_ablation(n)
+        except KeyError as e: raise ValueError(e.args[0]) from None
+    for s in args.seeds: check_int(s, "--seeds", min=0)
+    for n in names:
+        t = time.perf_counter(); run_ablation(n, p, args.seeds, args.out)
+        print(f"[ablate {n}] done in {time.perf_counter() - t:.1f} s", flush=True)
+
+# %% ../nbs/12_cli.ipynb #c6293448
 USER_ERRORS = (PresetError, FileNotFoundError, CacheError, ValueError, NotImplementedError)
 
 def _dispatch(args) -> None:
     p = get_preset(args.preset)
     if args.limit is not None: p = dataclasses.replace(p, limit=check_int(args.limit, "--limit", min=1))
     if args.command == "retrieve": return _retrieve_command(p, args)
+    if args.command == "ablate": return _ablate_command(p, args)
     if args.command == "data" and args.check:
         root = Path(args.check)
         if not root.is_dir(): raise FileNotFoundError(f"{root}: no such folder")

@@ -192,6 +192,7 @@ class DecodingConfig:
     rank_mode: str = "first"         # clue -> documents: first | unique | aggregate
     aggregate_max_count: int = 200   # aggregate: prefixes occurring more often than this carry no evidence
     aggregate_smoothing: float = 5.0 # aggregate: rarity = log((N + s) / (count + s)), SEAL's smoothing
+    constrained: bool = True         # False: free decoding (an ablation); clues absent from the KB retrieve nothing
 
     def __post_init__(self): _check_decoding_config(self)
 
@@ -212,6 +213,8 @@ def _check_decoding_config(cfg: DecodingConfig) -> None:
                          f"({cfg.num_beams})")
     if cfg.rank_mode not in RANK_MODES:
         raise ValueError(f"rank_mode must be one of {RANK_MODES}, got {cfg.rank_mode!r}")
+    if not isinstance(cfg.constrained, bool):
+        raise TypeError(f"DecodingConfig.constrained must be True or False, got {cfg.constrained!r}")
 
 # %% ../nbs/02_constrained_decoding.ipynb #3c9ef84a
 @dataclass
@@ -491,16 +494,16 @@ class Retrieval:
 
 def retrieve(model, index: FMIndex, input_ids=None, inputs_embeds=None, attention_mask=None,
              cfg: DecodingConfig = DecodingConfig(), tokenizer=None) -> list[Retrieval]:
-    "Generate clues under the FM-index constraint and rank documents, for each query of the batch."
+    "Generate clues under the FM-index constraint (unless `cfg.constrained` is False) and rank documents, per query."
     V = model.get_output_embeddings().weight.shape[0]
     check_vocab(index, V); _check_token_ids(cfg.eos_token_id, cfg.pad_token_id, V, "DecodingConfig.")
     if tokenizer is not None: check_vocab(index, len(tokenizer), "tokenizer")
     n_root = len(index.continuations(index.root)[0])
-    if cfg.num_beams > n_root:
+    if cfg.constrained and cfg.num_beams > n_root:
         raise ValueError(f"num_beams={cfg.num_beams} but the KB holds only {n_root} distinct tokens to start "
                          "a clue with")
     proc = FMIndexLogitsProcessor(index, cfg.eos_token_id, cfg.pad_token_id, cfg.max_clue_len,
-                                  prompt_length=0)
+                                  prompt_length=0) if cfg.constrained else None
     out = diverse_beam_search(model, input_ids=input_ids, inputs_embeds=inputs_embeds,
                               attention_mask=attention_mask, cfg=cfg, logits_processor=proc)
     rank = lambda c: rank_documents(index, c, cfg.rank_mode, cfg.aggregate_max_count, cfg.aggregate_smoothing)

@@ -216,7 +216,8 @@ def trainable_groups(model: nn.Module) -> dict[str, int]:
 
 def check_trainable(model: GeMKR) -> dict[str, int]:
     "Assert trainable = LoRA (or the LLM) + projection + prefix + gates, nothing else; returns the counts."
-    want = {"lora" if model.cfg.finetune == "lora" else "llm", "projection", "prefix", "gates"}
+    want = {"lora" if model.cfg.finetune == "lora" else "llm", "projection", "prefix"}
+    if model.cfg.prefix.gated: want.add("gates")                 # ungated (an ablation): g_h = 1, fixed
     got = trainable_groups(model)
     if set(got) != want:
         raise AssertionError(f"trainable groups {sorted(got)}, expected {sorted(want)}")

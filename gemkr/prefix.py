@@ -25,6 +25,8 @@ class PrefixConfig:
     init_std: float = 1.0      # prefix init N(0, init_std^2), as `nn.Embedding` (released code)
     absent: str = "zero"       # an absent region: "zero" feature (released code) or "drop" its slot
     train_ln: bool = False     # whether the LayerNorm before the projection is trained
+    use_regions: bool = True   # False: the prefix without region features, plain prefix tuning (an ablation)
+    gated: bool = True         # False: the object flow enters ungated, g_h = 1 fixed (an ablation)
 
     def __post_init__(self):
         check_int(self.n_prefix, "PrefixConfig.n_prefix", min=2)  # two of them become visual tokens
@@ -33,6 +35,9 @@ class PrefixConfig:
         check_float(self.init_std, "PrefixConfig.init_std", min=0)
         if self.absent not in ("zero", "drop"):
             raise ValueError(f"PrefixConfig.absent must be 'zero' or 'drop', got {self.absent!r}")
+        for f in ("train_ln", "use_regions", "gated"):
+            if not isinstance(getattr(self, f), bool):
+                raise TypeError(f"PrefixConfig.{f} must be True or False, got {getattr(self, f)!r}")
 
 # %% ../nbs/06_object_prefix.ipynb #56543735
 def tiny_vit(seed: int = 0, image_size: int = 64, patch_size: int = 16, width: int = 32, layers: int = 4,
@@ -95,7 +100,7 @@ class ObjectAwarePrefix(nn.Module):
         regions, region_mask = _check_regions(regions, region_mask, n, d)
         B, N, _ = regions.shape
         R = regions.new_zeros(B, n, d)                                  # zero-padded to n slots
-        R[:, :N] = regions.to(R.dtype) * region_mask[..., None]         # absent regions are zero
+        if self.cfg.use_regions: R[:, :N] = regions.to(R.dtype) * region_mask[..., None]   # absent: zero
         present = torch.zeros(B, n, dtype=torch.bool, device=R.device)
         present[:, :N] = region_mask
         keys = present if self.cfg.absent == "drop" else torch.ones_like(present)
@@ -135,4 +140,5 @@ def trainable_counts(cfg: PrefixConfig, width: int, heads: int) -> dict[str, int
     "Trainable parameters of the object-aware front-end, from the formula."
     c = {"prefix": cfg.n_layers * cfg.n_prefix * width, "gates": cfg.n_layers * heads,
          "projection": width * cfg.llm_dim + cfg.llm_dim, "layernorm": 2 * width if cfg.train_ln else 0}
+    if not cfg.gated: c["gates"] = 0                                   # fixed at 1: nothing to train
     return c | {"total": sum(c.values())}
