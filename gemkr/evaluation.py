@@ -229,8 +229,8 @@ class ClueSearch:
 def clue_stats(clues: dict[str, list[str]], bench, match: str = "word", k: int = 5,
                with_title: bool = False) -> pd.DataFrame:
     """Per query of `bench` (answer relevance) with clues: distinct clues, passages and articles of its first `k`
-    clues, answer-bearing passages among those of all its clues, and the bound `min(k, that) / k` on P@k.
-    `with_title`: the KB indexed each passage's title before its text (title clues)."""
+    clues, answer-bearing passages among those of all its clues, the bound `min(k, that) / k` on P@k, and how many
+    clues occur in no passage. `with_title`: the KB indexed each passage's title before its text (title clues)."""
     from gemkr.metrics import hit_matrix
     from gemkr.retrieval import passage_text
     if bench.relevance != "answer": raise EvaluationError(f"{bench.name}: clue_stats needs answer relevance")
@@ -246,7 +246,7 @@ def clue_stats(clues: dict[str, list[str]], bench, match: str = "word", k: int =
         top = sorted(set().union(*docs[q.qid][:k]))
         rows.append(dict(qid=q.qid, clues=len(set(c.strip() for c in clues[q.qid][:k])), docs=len(top),
                          articles=len({titles[d] for d in top}), answer_docs=int(h.sum()),
-                         bound=min(k, int(h.sum())) / k))
+                         bound=min(k, int(h.sum())) / k, unfound=sum(not d for d in docs[q.qid])))
     return pd.DataFrame(rows).set_index("qid")
 
 # %% ../nbs/10_benchmark_evaluation.ipynb #c802e7cf

@@ -153,16 +153,16 @@ def test_clue_search_and_bound():
     for c in ["paris", " the capital", "berlin", "is", "france", "nowhere", "", "germany is berlin"]:
         assert search.documents(c) == clue_documents_naive(c, texts)
     stats = clue_stats({"q1": ["capital of", "eiffel tower"], "q2": ["berlin is in"]}, bench)
-    assert stats.loc["q1"].tolist() == [2, 3, 2, 2, 0.4]       # clues, docs, articles, answer docs, bound
-    assert stats.loc["q2"].tolist() == [1, 1, 1, 1, 0.2]
+    assert stats.loc["q1"].tolist() == [2, 3, 2, 2, 0.4, 0]    # clues, docs, articles, answer docs, bound, unfound
+    assert stats.loc["q2"].tolist() == [1, 1, 1, 1, 0.2, 0]
     scores = pd.DataFrame({"qid": ["q1", "q2"], "split": "test", "relevance": "answer", "baseline": "GeMKR",
                            "P@5": [0.4, 0.4]})
     with pytest.raises(EvaluationError, match="1 queries score P@5 above their clue bound, e.g. q2"):
         check_clue_bound(stats, scores, "GeMKR", "test")
     assert len(check_clue_bound(stats, scores.assign(**{"P@5": [0.4, 0.2]}), "GeMKR", "test")) == 2
     titled = clue_stats({"q2": ["berlin berlin"]}, bench, with_title=True)   # title "berlin" + "berlin is in ..."
-    assert titled.loc["q2"].tolist() == [1, 1, 1, 1, 0.2]
-    assert clue_stats({"q2": ["berlin berlin"]}, bench).loc["q2"].tolist() == [1, 0, 0, 0, 0.0]
+    assert titled.loc["q2"].tolist() == [1, 1, 1, 1, 0.2, 0]
+    assert clue_stats({"q2": ["berlin berlin"]}, bench).loc["q2"].tolist() == [1, 0, 0, 0, 0.0, 1]
     with pytest.raises(EvaluationError, match="not 'aggregate'"):
         check_clue_bound(stats, scores, "GeMKR", "test", rank_mode="aggregate")
     with pytest.raises(EvaluationError, match="needs answer relevance"):
