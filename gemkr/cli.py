@@ -332,15 +332,17 @@ def main_table(per: pd.DataFrame) -> pd.DataFrame:
 
 def main_figure(per: pd.DataFrame, path) -> Path:
     "A seaborn figure of gold R@5 per family and gold P@1 per number of pictures, one bar per row."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt, seaborn as sns
+    import seaborn as sns
+    from matplotlib.figure import Figure                 # no pyplot: the caller's backend is left alone
     gold = per[per.relevance == "gold"].assign(**{"R@5": lambda d: 100 * d["R@5"], "P@1": lambda d: 100 * d["P@1"]})
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4), sharey=True)
+    fig = Figure(figsize=(13, 4.6)); axes = fig.subplots(1, 2, sharey=True)
     sns.barplot(gold, x="family", y="R@5", hue="baseline", errorbar=None, ax=axes[0])
     sns.barplot(gold, x="n_pictures", y="P@1", hue="baseline", errorbar=None, ax=axes[1])
     axes[0].set(title="gold R@5 (%) per question family", ylabel="%"); axes[1].set(title="gold P@1 (%) per pictures")
-    axes[0].legend(fontsize=7); axes[1].get_legend().remove()
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes: ax.get_legend().remove()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1)); fig.savefig(path, dpi=110)
     return Path(path)
 
 # %% ../nbs/12_cli.ipynb #512db3b6
