@@ -88,7 +88,7 @@ def _cli(tmp_path, *args):
 
 
 def test_main_job_cli_text_only(tmp_path):
-    "The README's first command, text rows only, on one split: the table, the CSV and its config."
+    "The baselines command (gemkr_mini_baselines), text rows only, on one split: the table, the CSV and its config."
     import pandas as pd
     from gemkr.core import config_path, load_config
     from gemkr.pipeline import MainJobConfig
