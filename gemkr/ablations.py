@@ -142,9 +142,10 @@ def run_ablation(name: str, p=None, seeds: Sequence[int] = (0, 1), out=None, min
 
 # %% ../nbs/11_ablations.ipynb #18da5331
 def ablation_preset(limit: int = 200):
-    "The mini preset reduced for the ablation grid: ground-truth boxes, the first `limit` queries per split."
+    "Chapter 09's mini recipe (with stage 1) reduced for the grid: ground-truth boxes, `limit` queries per split."
     from gemkr.cli import mini_preset
-    return dataclasses.replace(mini_preset(), name="ablation", detector=None, limit=limit)
+    from gemkr.train import MiniPreset
+    return dataclasses.replace(mini_preset(), name="ablation", train=MiniPreset(), detector=None, limit=limit)
 
 # %% ../nbs/11_ablations.ipynb #4cc7c2fa
 def ablation_table(df: pd.DataFrame, metric: str = "R@5", relevance: str = "gold") -> pd.DataFrame:

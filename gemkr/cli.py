@@ -71,8 +71,8 @@ def _check_preset_fields(p: Preset) -> None:
 
 # %% ../nbs/12_cli.ipynb #407dc00d
 def mini_preset() -> Preset:
-    "GeMKR-Mini on a CPU: chapter 09's recipe, chapter 05's vision models, the GeMKR decoding preset."
-    return Preset(name="mini")
+    "GeMKR-Mini on a CPU: chapter 09's recipe without stage 1 (chapter 11), chapter 05's vision models."
+    return Preset(name="mini", train=dataclasses.replace(_mini_preset(), pretrain=None))
 
 # %% ../nbs/12_cli.ipynb #b6f18a23
 def _tiny_train(**kw):
@@ -435,7 +435,8 @@ COMMANDS = {
             "writes <out>/data-<fingerprint>/stats.json",
     "index": "train the tokenizer and build the FM-index knowledge base (after data); "
              "writes <out>/index-<fingerprint>/{tokenizer/,kb.json}",
-    "train": "train GeMKR: the tiny CLIP, stage 1 (KB pretraining), stage 2 (instruction tuning), after data and "
+    "train": "train GeMKR: the tiny CLIP, stage 1 (KB pretraining, when the preset has it), stage 2 (instruction "
+             "tuning), after data and "
              "index; writes <out>/train-<fingerprint>/{gemkr/,history.json}",
     "evaluate": "the main table (baselines, recognise-then-retrieve, GeMKR; the YOLO detector is trained on first "
                 "use) after the stages before it; writes "
