@@ -67,7 +67,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
 
 def get_ablation(name: str) -> Ablation:
     "The ablation called `name` (an unknown name lists the known ones)."
-    if name not in ABLATIONS: raise KeyError(f"unknown ablation {name!r}; known: {', '.join(ABLATIONS)}")
+    if name not in ABLATIONS: raise ValueError(f"unknown ablation {name!r}; known: {', '.join(ABLATIONS)}")
     return ABLATIONS[name]
 
 # %% ../nbs/11_ablations.ipynb #8054ed12
@@ -80,10 +80,8 @@ def with_seed(p, seed: int):
 METRICS = ("P@1", "P@5", "R@1", "R@5", "R@10", "MRR@10")
 
 def _summary(per: pd.DataFrame) -> pd.DataFrame:
-    g = per.groupby(["split", "relevance"], sort=False)
-    out = g[[m for m in METRICS if m in per]].mean() * 100
-    out.insert(0, "n", g.size())
-    return out.reset_index()
+    from gemkr.baselines import summarize
+    return summarize(per, ("split", "relevance"), [m for m in METRICS if m in per], digits=None).reset_index()
 
 def ablation_rows(p, ablation: str, value: str, seed: int, mini=None) -> pd.DataFrame:
     "Train (or load) and evaluate one value of one ablation with one seed: a row per split and relevance."

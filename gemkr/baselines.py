@@ -161,12 +161,12 @@ def mini_baseline_results(splits: Sequence[str] = TEST_SPLITS, cfg: BaselineConf
 
 # %% ../nbs/04b_baselines.ipynb #e4c52a1a
 def summarize(per: pd.DataFrame, by: Sequence[str] = ("split", "relevance", "baseline"),
-              metrics=("P@1", "P@5", "R@5", "R@10", "MRR@10")) -> pd.DataFrame:
-    "Mean of `metrics` (in percent) grouped by `by`, with the number of queries."
+              metrics=("P@1", "P@5", "R@5", "R@10", "MRR@10"), digits: int | None = 1) -> pd.DataFrame:
+    "Mean of `metrics` (in percent) grouped by `by`, with the number of queries, rounded to `digits` (None: not)."
     g = per.groupby(list(by), sort=False)
     out = g[list(metrics)].mean() * 100
     out.insert(0, "n", g.size())
-    return out.round(1)
+    return out if digits is None else out.round(digits)
 
 def by_pictures(per: pd.DataFrame, metrics=("R@5", "MRR@10")) -> pd.DataFrame:
     """`metrics` (percent) per split and baseline, one column

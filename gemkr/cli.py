@@ -16,9 +16,8 @@ __all__ = ['BENCHMARKS', 'DTYPES', 'WEIGHT_VARIABLES', 'PRESETS', 'STAGES', 'COM
            'tiny_preset', 'a6000_preset', 'ablation_preset', 'PresetError', 'get_preset', 'preset_requirements',
            'check_preset', 'StageResult', 'run_stage', 'load_benchmark_mini', 'stage_data', 'load_real_benchmark',
            'benchmark_stats', 'benchmark_tokenizer', 'stage_index', 'stage_train', 'MiniSlice', 'preset_detector',
-           'gemkr_name', 'preset_kb', 'gemkr_results', 'main_table', 'main_figure', 'evaluation_results',
-           'stage_evaluate', 'default_out', 'run_chain', 'image_regions', 'retrieve_image', 'format_retrieval',
-           'build_parser', 'main']
+           'gemkr_name', 'gemkr_results', 'main_table', 'main_figure', 'evaluation_results', 'stage_evaluate',
+           'default_out', 'run_chain', 'image_regions', 'retrieve_image', 'format_retrieval', 'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #b14ad37d
 BENCHMARKS = ("mini", "gs112k")   # GeMKR-Mini (built here) or OKVQA-GS112K (files under $GEMKR_BENCHMARKS)
@@ -299,11 +298,6 @@ def preset_detector(p: Preset):
 # %% ../nbs/12_cli.ipynb #a54b1288
 def gemkr_name(p: Preset) -> str: return f"GeMKR ({p.name})"
 
-def preset_kb(p: Preset, mini, tokenizer):
-    "Mini's knowledge base as the preset's clues need it (titles indexed for title clues)."
-    from gemkr.clues import clue_kb_config, mini_kb
-    return mini_kb(mini, tokenizer, clue_kb_config(p.train.clue.kind))
-
 def gemkr_results(model, kb, mini, p: Preset) -> tuple[pd.DataFrame, dict]:
     "Per-query scores of GeMKR on `p.splits` (both relevance rules) and its clues per query."
     import pandas as pd
@@ -349,10 +343,11 @@ def main_figure(per: pd.DataFrame, path) -> Path:
 def evaluation_results(p: Preset, checkpoint) -> tuple[pd.DataFrame, dict]:
     "Per-query scores of every row of the main table on Mini, and GeMKR's clues."
     import pandas as pd
-    from gemkr.clues import mini_kb
+    from gemkr.clues import mini_clue_kb
     from gemkr.model import load_gemkr
     from gemkr.pipeline import main_table_results, order_rows, vision_pipeline
-    mini = load_benchmark_mini(p); model = load_gemkr(Path(checkpoint)); kb = preset_kb(p, mini, model.tokenizer)
+    mini, model = load_benchmark_mini(p), load_gemkr(Path(checkpoint))
+    kb = mini_clue_kb(mini, model.tokenizer, p.train.clue.kind)
     vision = None
     if p.detector is not None:
         vision = vision_pipeline(mini, p.train.model.clip, p.clip_train, p.detector)
@@ -482,23 +477,21 @@ def _trained_checkpoint(p: Preset, out: Path) -> Path:
     return found[-1]
 
 def _retrieve_command(p: Preset, args) -> None:
-    from gemkr.clues import mini_kb
+    from gemkr.clues import mini_clue_kb
     from gemkr.model import load_gemkr
     if not Path(args.image).is_file(): raise FileNotFoundError(f"{args.image}: no such image file")
     from gemkr.vision import load_image
     load_image(args.image)                          # an unreadable image is named before any work
     ckpt = Path(args.checkpoint) if args.checkpoint else _trained_checkpoint(p, args.out or default_out(p))
     if not (ckpt / "config.json").is_file(): raise FileNotFoundError(f"{ckpt}: not a GeMKR checkpoint folder")
-    model = load_gemkr(ckpt); kb = preset_kb(p, load_benchmark_mini(p), model.tokenizer)
+    model = load_gemkr(ckpt); kb = mini_clue_kb(load_benchmark_mini(p), model.tokenizer, p.train.clue.kind)
     print(format_retrieval(retrieve_image(model, kb, args.image, args.question, p, args.top)))
 
 # %% ../nbs/12_cli.ipynb #26dcb516
 def _ablate_command(p: Preset, args) -> None:
     from gemkr.ablations import ABLATIONS, get_ablation, run_ablation
     names = list(ABLATIONS) if args.name == "all" else [args.name]
-    for n in names:
-        try: get_ablation(n)
-        except KeyError as e: raise ValueError(e.args[0]) from None
+    for n in names: get_ablation(n)                     # an unknown name fails before any training
     for s in args.seeds: check_int(s, "--seeds", min=0)
     for n in names:
         t = time.perf_counter(); run_ablation(n, p, args.seeds, args.out)

@@ -20,7 +20,7 @@ from .retrieval import (KBConfig, KnowledgeBase, build_kb, passage_text, save_to
 __all__ = ['SPECIALS', 'CLUE_KINDS', 'CLUES_VERSION', 'train_tokenizer', 'check_clue_tokenizer', 'mini_tokenizer_texts',
            'mini_tokenizer', 'mini_kb', 'is_generable', 'clue_docs_naive', 'clue_docs', 'ClueConfig', 'ClueSample',
            'ClueTargets', 'answer_token_spans', 'span_windows', 'clue_targets', 'save_clue_targets',
-           'load_clue_targets', 'clue_kb_config', 'mini_clue_targets', 'clue_summary']
+           'load_clue_targets', 'clue_kb_config', 'mini_clue_kb', 'mini_clue_targets', 'clue_summary']
 
 # %% ../nbs/08a_clue_targets.ipynb #d3fa7994
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")   # ids 0..3, as in LLaMA: pad, BOS, EOS, unknown
@@ -311,11 +311,15 @@ def clue_kb_config(kind: str) -> KBConfig:
     if kind not in CLUE_KINDS: raise ValueError(f"kind must be one of {CLUE_KINDS}, got {kind!r}")
     return KBConfig(with_title=kind == "title")
 
+def mini_clue_kb(mini, tokenizer, kind: str) -> KnowledgeBase:
+    "GeMKR-Mini's knowledge base as clues of `kind` are generated (and retrieved) against."
+    return mini_kb(mini, tokenizer, clue_kb_config(kind))
+
 def mini_clue_targets(mini, tokenizer, kind: str = "span", split: str = "train",
                       cfg: ClueConfig | None = None) -> ClueTargets:
     "The clue targets of `kind` for GeMKR-Mini's `split` (gold relevance), computed once, then cached."
     cfg = dataclasses.replace(cfg or ClueConfig(), kind=kind)
-    kb, queries = mini_kb(mini, tokenizer, clue_kb_config(kind)), mini.split(split).queries
+    kb, queries = mini_clue_kb(mini, tokenizer, kind), mini.split(split).queries
     key = fingerprint(CLUES_VERSION, kb.key, cfg, [(q.qid, q.answers, sorted(q.relevant)) for q in queries])
     build = lambda tmp: save_clue_targets(clue_targets(queries, kb, cfg), tmp)
     folder, _ = cached_folder(cache_dir("clues") / f"mini-{split}-{kind}-{key[:16]}", key, build)

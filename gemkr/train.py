@@ -536,12 +536,12 @@ class MiniRun:
 # %% ../nbs/09_instruction_tuning.ipynb #488cfd1e
 def _mini_inputs(preset: MiniPreset, mini, seconds: dict):
     "(config with its CLIP, tokenizer, KB, LLM after stage 1, stage-1 result)."
-    from gemkr.clues import clue_kb_config, mini_kb, mini_tokenizer
+    from gemkr.clues import mini_clue_kb, mini_tokenizer
     from gemkr.model import build_llm
     from gemkr.vision import pretrained_clip
     t = time.perf_counter(); cfg = preset.model
     if preset.pretrained_clip: cfg = dataclasses.replace(cfg, clip=pretrained_clip(mini, cfg.clip)[0])
-    tok = mini_tokenizer(mini, preset.vocab_size); kb = mini_kb(mini, tok, clue_kb_config(preset.clue.kind))
+    tok = mini_tokenizer(mini, preset.vocab_size); kb = mini_clue_kb(mini, tok, preset.clue.kind)
     llm = build_llm(cfg, tok); seconds["clip, tokenizer, KB"] = time.perf_counter() - t
     t = time.perf_counter(); pre = None
     if preset.pretrain is not None: pre = pretrain_kb(llm, kb, preset.pretrain, focus=mini_focus_docs(mini))
