@@ -405,7 +405,7 @@ def retrieve_image(model, kb, image_path, question: str, p: Preset, top: int = 5
     image = load_image(image_path)                                   # names a missing or unreadable file
     boxes, source = image_regions(p, image, model.cfg.n_regions)
     feats, mask = region_inputs(model.vision, image, boxes, model.cfg.n_regions)
-    x = image_tensor(image, model.vision.vit.image_size[0])
+    x = image_tensor(image, model.vision.vit.image_size[0], model.vision.resize_mode)
     cfg = dataclasses.replace(p.decoding, eos_token_id=kb.eos_token_id, pad_token_id=kb.pad_token_id,
                               max_clue_len=model.cfg.max_clue_len)
     r = model.retrieve(x[None], feats[None], mask[None], [question], kb, cfg)[0]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_gemkr_model.ipynb #bd244c61
 from __future__ import annotations
-import dataclasses, json, os, shutil, tempfile, time, warnings
+import dataclasses, functools, json, os, shutil, tempfile, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -22,8 +22,9 @@ from .data import Query
 from .decoding import DecodingConfig, Retrieval, retrieve as constrained_retrieve
 from .retrieval import (KnowledgeBase, encode_text, load_tokenizer, save_tokenizer, special_ids,
                              tokenizer_fingerprint)
-from .vision import (CLIPConfig, RegionExtractor, create_clip, crop_box, detector_hash, load_image,
-                          top_regions, weights_hash)
+from .vision import (RESIZE_MODES, CLIPConfig, RegionExtractor, create_clip, crop_box, detector_hash,
+                          load_image, top_regions, weights_hash)
+import open_clip
 from .prefix import PrefixConfig, trainable_counts
 from .attention import ObjectAwareViT
 
@@ -173,7 +174,7 @@ def build_vision(cfg: GeMKRConfig) -> ObjectAwareViT:
     vit = create_clip(cfg.clip)[0].visual
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return ObjectAwareViT(vit, cfg.prefix)
+        return ObjectAwareViT(vit, cfg.prefix, cfg.clip.resize_mode)
 
 def _llm_mismatch(cfg: GeMKRConfig, llm) -> list[str]:
     "How a given LLM differs from `cfg`'s tiny LLaMA (a checkpoint rebuilds the LLM from `cfg`)."
@@ -352,11 +353,16 @@ def loss(self: GeMKR, inputs_embeds, attention_mask, labels) -> torch.Tensor:
 # %% ../nbs/08_gemkr_model.ipynb #47ca2151
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
-def image_tensor(image: Image.Image, size: int) -> torch.Tensor:
-    "`image` (RGB) resized to `size` x `size` (bicubic) and normalised for CLIP: (3, size, size) float32."
-    a = np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC), np.float32) / 255
-    a = (a - np.array(CLIP_MEAN, np.float32)) / np.array(CLIP_STD, np.float32)
-    return torch.from_numpy(a).permute(2, 0, 1).contiguous()
+@functools.lru_cache(maxsize=None)
+def _clip_transform(size: int, resize_mode: str):
+    return open_clip.transform.image_transform(size, is_train=False, mean=CLIP_MEAN, std=CLIP_STD,
+                                               resize_mode=resize_mode)
+
+def image_tensor(image: Image.Image, size: int, resize_mode: str = "longest") -> torch.Tensor:
+    """`image` (RGB) made a `size` x `size` square the way the CLIP's own preprocessing does it (open_clip's
+    transform, bicubic; `resize_mode` as in `CLIPConfig`) and normalised: (3, size, size) float32."""
+    if resize_mode not in RESIZE_MODES: raise ValueError(f"resize_mode: {resize_mode!r} is not one of {RESIZE_MODES}")
+    return _clip_transform(size, resize_mode)(image.convert("RGB"))
 
 @torch.no_grad()
 def region_inputs(vision: ObjectAwareViT, image: Image.Image, boxes, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -364,7 +370,7 @@ def region_inputs(vision: ObjectAwareViT, image: Image.Image, boxes, n: int) -> 
     boxes, size = list(boxes)[:n], vision.vit.image_size[0]
     feats, mask = torch.zeros(n, vision.width), torch.zeros(n, dtype=torch.bool)
     if boxes:
-        crops = torch.stack([image_tensor(crop_box(image, b), size) for b in boxes])
+        crops = torch.stack([image_tensor(crop_box(image, b), size, vision.resize_mode) for b in boxes])
         feats[:len(boxes)], mask[:len(boxes)] = vision.encode_regions(crops), True
     return feats, mask
 
@@ -385,7 +391,7 @@ class QueryInputs:
             else: raise ValueError("boxes='detector' needs detector= a RegionExtractor, or a function "
                                    "image -> (boxes, scores) and detector_key= a string naming it")
         self.cache = Path(cache) if cache else cache_dir("gemkr-regions")
-        self.key = fingerprint("gemkr-regions-1", weights_hash(vision.vit), source, self.n)
+        self.key = fingerprint("gemkr-regions-2", weights_hash(vision.vit), vision.resize_mode, source, self.n)
 
 # %% ../nbs/08_gemkr_model.ipynb #7d89c76b
 @patch
@@ -413,7 +419,7 @@ def __call__(self: QueryInputs, queries: Sequence[Query]) -> list[GeMKRExample]:
         image = load_image(q.image)                                  # names a missing or broken file
         feats, mask = self.regions(q, image)
         size = self.vision.vit.image_size[0]
-        out.append(GeMKRExample(q.qid, image_tensor(image, size), feats, mask, q.question))
+        out.append(GeMKRExample(q.qid, image_tensor(image, size, self.vision.resize_mode), feats, mask, q.question))
     return out
 
 # %% ../nbs/08_gemkr_model.ipynb #c8c9438d

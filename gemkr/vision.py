@@ -20,10 +20,10 @@ from .mini import MiniDataset, place_pictures, render_scene
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['setup_ultralytics_offline', 'yolo_class', 'load_image', 'clip_box', 'crop_box', 'CLIPConfig', 'open_clip_name',
-           'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'CLIPTrainConfig', 'entity_prompt',
-           'CLIPTrainData', 'train_clip', 'zero_shot', 'target_crops', 'zero_shot_accuracy', 'pretrained_clip',
-           'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset',
+__all__ = ['RESIZE_MODES', 'setup_ultralytics_offline', 'yolo_class', 'load_image', 'clip_box', 'crop_box', 'CLIPConfig',
+           'open_clip_name', 'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'CLIPTrainConfig',
+           'entity_prompt', 'CLIPTrainData', 'train_clip', 'zero_shot', 'target_crops', 'zero_shot_accuracy',
+           'pretrained_clip', 'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset',
            'trained_detector', 'top_regions', 'region_features', 'RegionExtractor', 'box_iou', 'detected_target_crops']
 
 # %% ../nbs/05_vision.ipynb #ffe77213
@@ -89,13 +89,17 @@ def crop_box(image: Image.Image, box) -> Image.Image:
     return image.crop(clip_box(box, image.size))
 
 # %% ../nbs/05_vision.ipynb #f1debc91
+RESIZE_MODES = ("longest", "shortest", "squash")
+
 @dataclass(frozen=True)
 class CLIPConfig:
     "An open_clip model: a known name (weights from `checkpoint`) or a tiny ViT (the fields below)."
     model: str = "gemkr-tiny-vit"   # an open_clip model name, e.g. "ViT-L-14"; other names: the tiny fields
     checkpoint: str | None = None   # a local checkpoint file (open_clip's format); None = random init
     seed: int = 0                   # seeds the random init
-    image_size: int = 64            # tiny model only, from here on
+    resize_mode: str = "longest"    # crop -> square: "longest" pads (keeps a flag's sides and shape), "shortest"
+                                    # centre-crops (open_clip's default), "squash" stretches
+    image_size: int = 48            # tiny model only, from here on
     patch_size: int = 8
     width: int = 128                # vision width; heads = width // head_width
     layers: int = 4
@@ -104,13 +108,15 @@ class CLIPConfig:
     text_width: int = 128
     text_layers: int = 2
     text_heads: int = 4
-    context_length: int = 32        # text tokens; entity prompts are short
+    context_length: int = 24        # text tokens; Mini's entity prompts have at most 18
 
     def __post_init__(self):
         for f in ("image_size", "patch_size", "width", "layers", "head_width", "embed_dim", "text_width",
                   "text_layers", "text_heads", "context_length"):
             check_int(getattr(self, f), f"CLIPConfig.{f}", min=1)
         check_int(self.seed, "CLIPConfig.seed", min=0)
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"CLIPConfig.resize_mode: {self.resize_mode!r} is not one of {RESIZE_MODES}")
         if self.image_size % self.patch_size or self.width % self.head_width:
             raise ValueError("CLIPConfig: image_size must be a multiple of patch_size, width of head_width")
 
@@ -120,7 +126,7 @@ def _is_builtin(cfg: CLIPConfig) -> bool: return cfg.model in open_clip.list_mod
 def open_clip_name(cfg: CLIPConfig) -> str:
     "The name open_clip knows `cfg`'s model by (a tiny config is registered on first use)."
     if _is_builtin(cfg): return cfg.model
-    tiny = {k: v for k, v in config_to_dict(cfg).items() if k not in ("model", "checkpoint", "seed")}
+    tiny = {k: v for k, v in config_to_dict(cfg).items() if k not in ("model", "checkpoint", "seed", "resize_mode")}
     name = f"{cfg.model}-{fingerprint(tiny)[:10]}"
     if name in open_clip.list_models(): return name
     spec = dict(embed_dim=cfg.embed_dim,
@@ -143,7 +149,8 @@ def create_clip(cfg: CLIPConfig):
     torch.manual_seed(cfg.seed)
     prev = logging.root.manager.disable   # random init is intended: silence open_clip's "no weights" warning
     if ckpt is None: logging.disable(max(prev, logging.WARNING))
-    try: model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=ckpt and str(ckpt))
+    try: model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=ckpt and str(ckpt),
+                                                                   image_resize_mode=cfg.resize_mode)
     except RuntimeError as e:
         raise ValueError(f"CLIPConfig.checkpoint: {ckpt} does not fit model {cfg.model!r} ({e})") from None
     finally: logging.disable(prev)
@@ -201,7 +208,7 @@ class CLIPTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.1
     warmup_steps: int = 20
-    scene_share: float = 0.7        # share of samples cropped from `train` scenes (else a paste-up)
+    scene_share: float = 1.0        # share of samples cropped from `train` scenes (else a paste-up)
     n_scene_crops: int = 4000       # train-scene boxes held in memory
     n_entities: int | None = None   # the first n entities only (quick runs); None = all
     seed: int = 0

@@ -37,7 +37,8 @@ def model(tok):
 def _example(qid, question, clue=None, n=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     mask = torch.zeros(10, dtype=torch.bool); mask[:n] = True
-    return GeMKRExample(qid, torch.randn(3, 64, 64, generator=g), torch.randn(10, 128, generator=g) * mask[:, None],
+    S = GeMKRConfig().clip.image_size
+    return GeMKRExample(qid, torch.randn(3, S, S, generator=g), torch.randn(10, 128, generator=g) * mask[:, None],
                         mask, question, clue)
 
 

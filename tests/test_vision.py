@@ -83,7 +83,7 @@ def test_features_deterministic(encoder):
     ims = [Image.new("RGB", (40, 40), (10, 200, 10)), Image.new("L", (20, 30), 99).convert("RGB")]
     a, b = encoder(ims), ImageEncoder(CLIPConfig())(ims)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    assert a[0].shape == (2, 128) and a[1].shape == (2, 64, 128)
+    assert a[0].shape == (2, 128) and a[1].shape == (2, (CLIPConfig().image_size // 8) ** 2, 128)
     assert not torch.equal(ImageEncoder(CLIPConfig(seed=3))(ims)[0], a[0])
 
 
