@@ -208,7 +208,7 @@ class CLIPTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.1
     warmup_steps: int = 20
-    scene_share: float = 1.0        # share of samples cropped from `train` scenes (else a paste-up)
+    scene_share: float = 0.7        # share of samples cropped from `train` scenes (else a paste-up)
     n_scene_crops: int = 4000       # train-scene boxes held in memory
     n_entities: int | None = None   # the first n entities only (quick runs); None = all
     seed: int = 0
