@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_cli.ipynb #abb5ed4a
 from __future__ import annotations
-import argparse, dataclasses, json, os, shutil, sys, time
+import argparse, dataclasses, hashlib, json, os, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,9 +15,10 @@ from .mini import TEST_SPLITS, MiniConfig
 __all__ = ['BENCHMARKS', 'DTYPES', 'WEIGHT_VARIABLES', 'PRESETS', 'STAGES', 'COMMANDS', 'USER_ERRORS', 'Preset', 'mini_preset',
            'tiny_preset', 'a6000_preset', 'ablation_preset', 'PresetError', 'get_preset', 'preset_requirements',
            'check_preset', 'StageResult', 'run_stage', 'load_benchmark_mini', 'stage_data', 'load_real_benchmark',
-           'benchmark_stats', 'benchmark_tokenizer', 'stage_index', 'stage_train', 'MiniSlice', 'preset_detector',
-           'gemkr_name', 'gemkr_results', 'main_table', 'main_figure', 'evaluation_results', 'stage_evaluate',
-           'default_out', 'run_chain', 'image_regions', 'retrieve_image', 'format_retrieval', 'build_parser', 'main']
+           'benchmark_stats', 'benchmark_tokenizer', 'stage_index', 'stage_train', 'MiniSlice', 'memoise_detect',
+           'preset_detector', 'gemkr_name', 'gemkr_results', 'main_table', 'main_figure', 'evaluation_results',
+           'stage_evaluate', 'default_out', 'run_chain', 'image_regions', 'retrieve_image', 'format_retrieval',
+           'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #b14ad37d
 BENCHMARKS = ("mini", "gs112k")   # GeMKR-Mini (built here) or OKVQA-GS112K (files under $GEMKR_BENCHMARKS)
@@ -284,29 +285,41 @@ class MiniSlice:
         return b if self.n is None else dataclasses.replace(b, queries=b.queries[:self.n])
 
 # %% ../nbs/12_cli.ipynb #569f3d9f
+def memoise_detect(detect: Callable) -> Callable:
+    "`detect` (image -> (boxes, scores)) run once per distinct image (same size, mode and pixels), in memory."
+    memo = {}
+    def once(image):
+        key = (image.size, image.mode, hashlib.sha256(image.tobytes()).digest())
+        if key not in memo: memo[key] = detect(image)
+        return memo[key]
+    return once
+
 def preset_detector(p: Preset):
-    "`(detect, key)` of the preset's YOLO (trained on Mini on first use, then cached), or None without one."
+    """`(detect, key)` of the preset's YOLO (trained on Mini on first use, then cached), or None without one.
+    `detect` is memoised: the evaluation asks for each image's boxes twice (GeMKR's regions and
+    recognise-then-retrieve), YOLO runs once."""
     if p.detector is None: return None
+    import numpy as np
     from gemkr.vision import detector_hash, load_detector, trained_detector
     det = p.detector if p.detector.weights else trained_detector(load_benchmark_mini(p), p.detector)[0]
     yolo = load_detector(det)
     def detect(image):
         r = yolo.predict(image, imgsz=det.imgsz, conf=det.conf, iou=det.iou, device="cpu", verbose=False)[0]
-        return r.boxes.xyxy.numpy(), r.boxes.conf.numpy()
-    return detect, fingerprint("gemkr-cli-detector-1", detector_hash(yolo), det.imgsz, det.conf, det.iou)
+        return r.boxes.xyxy.numpy().astype(np.float64), r.boxes.conf.numpy().astype(np.float64)
+    return memoise_detect(detect), fingerprint("gemkr-cli-detector-1", detector_hash(yolo), det.imgsz, det.conf, det.iou)
 
 # %% ../nbs/12_cli.ipynb #a54b1288
 def gemkr_name(p: Preset) -> str: return f"GeMKR ({p.name})"
 
-def gemkr_results(model, kb, mini, p: Preset) -> tuple[pd.DataFrame, dict]:
-    "Per-query scores of GeMKR on `p.splits` (both relevance rules) and its clues per query."
+def gemkr_results(model, kb, mini, p: Preset, det: tuple | None = None) -> tuple[pd.DataFrame, dict]:
+    "Per-query scores of GeMKR on `p.splits` (both relevance rules) and its clues per query; `det`: `preset_detector(p)`."
     import pandas as pd
     from gemkr.baselines import scores_with_pictures
     from gemkr.model import GeMKRRetriever, QueryInputs
     from gemkr.retrieval import run_retriever
     cfg = dataclasses.replace(p.decoding, eos_token_id=kb.eos_token_id, pad_token_id=kb.pad_token_id,
                               max_clue_len=model.cfg.max_clue_len)
-    det, n = preset_detector(p), model.cfg.n_regions
+    det, n = preset_detector(p) if det is None else det, model.cfg.n_regions
     inputs = (QueryInputs(model.vision, n, "gold") if det is None else
               QueryInputs(model.vision, n, "detector", detector=det[0], detector_key=det[1]))
     retriever, frames, clues = GeMKRRetriever(model, kb, inputs, cfg), [], {}
@@ -348,13 +361,13 @@ def evaluation_results(p: Preset, checkpoint) -> tuple[pd.DataFrame, dict]:
     from gemkr.pipeline import main_table_results, order_rows, vision_pipeline
     mini, model = load_benchmark_mini(p), load_gemkr(Path(checkpoint))
     kb = mini_clue_kb(mini, model.tokenizer, p.train.clue.kind)
-    vision = None
+    vision, det = None, preset_detector(p)                      # one memoised YOLO for both
     if p.detector is not None:
-        vision = vision_pipeline(mini, p.train.model.clip, p.clip_train, p.detector)
+        vision = vision_pipeline(mini, p.train.model.clip, p.clip_train, p.detector, det[0])
         print("[evaluate] GeMKR and recognise-then-retrieve read the detector's regions")
     else: print("[evaluate] no detector in this preset: the recognise-then-retrieve rows are left out")
     base = main_table_results(MiniSlice(mini, p.limit), p.splits, vision, p.match)
-    ours, clues = gemkr_results(model, kb, MiniSlice(mini, p.limit), p)
+    ours, clues = gemkr_results(model, kb, MiniSlice(mini, p.limit), p, det)
     return order_rows(pd.concat([base, ours], ignore_index=True), p.splits), clues
 
 def stage_evaluate(p: Preset, out: Path, train: StageResult) -> StageResult:

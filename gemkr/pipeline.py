@@ -140,9 +140,10 @@ def rtr_scores(bench: Benchmark, rankings: dict[str, dict[str, list[int]]], ks=(
     return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/05a_recognise_retrieve.ipynb #0a61aabe
-def vision_pipeline(mini, clip=None, clip_train=None, detector=None) -> tuple[Detect, Recognise]:
+def vision_pipeline(mini, clip=None, clip_train=None, detector=None, detect_image=None) -> tuple[Detect, Recognise]:
     """`(detect, recognise)` from chapter 05's tiny CLIP and YOLO trained on `mini` (cached; trained on first use).
-    `clip`, `clip_train`, `detector`: `CLIPConfig`, `CLIPTrainConfig`, `DetectorConfig` (defaults: chapter 05's)."""
+    `clip`, `clip_train`, `detector`: `CLIPConfig`, `CLIPTrainConfig`, `DetectorConfig` (defaults: chapter 05's);
+    `detect_image`: a function image -> (boxes, scores) of that YOLO to use instead of running it here (a shared one)."""
     from gemkr.vision import (CLIPConfig, CLIPTrainConfig, DetectorConfig, ImageEncoder, RegionExtractor, crop_box,
                               entity_prompt, load_detector, load_image, pretrained_clip, trained_detector, zero_shot)
     clip_cfg, _ = pretrained_clip(mini, clip or CLIPConfig(), clip_train or CLIPTrainConfig())
@@ -152,7 +153,7 @@ def vision_pipeline(mini, clip=None, clip_train=None, detector=None) -> tuple[De
     logging.getLogger("bm25s").setLevel(logging.WARNING)        # ultralytics turns on DEBUG logging
     ids = sorted(mini.entities)
     texts = encoder.encode_texts([entity_prompt(mini.entities[e]) for e in ids])
-    def detect(q: Query): return extractor.detect(load_image(q.image))[0].tolist()
+    def detect(q: Query): return (detect_image or extractor.detect)(load_image(q.image))[0].tolist()
     def recognise(q: Query, boxes):
         image = load_image(q.image)
         return [ids[i] for i in zero_shot(encoder, [crop_box(image, b) for b in boxes], [], texts).tolist()]
