@@ -256,7 +256,7 @@ class CLIPTrainData:
         self.pictures = [_shrink(_pil_open(root / mini.entities[e]["image"]).convert("RGBA"), 96)[0]
                          for e in self.ids]
         self.crops = _scene_crops(mini, set(self.ids), tcfg.n_scene_crops)
-        self.tcfg, self.size = tcfg, preprocess.transforms[1].size[0]
+        self.tcfg = tcfg
         self.to_tensor = type(preprocess)(preprocess.transforms[:-1])       # the encoder's resize and crop
         self.normalize = preprocess.transforms[-1]
 
