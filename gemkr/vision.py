@@ -97,8 +97,8 @@ class CLIPConfig:
     model: str = "gemkr-tiny-vit"   # an open_clip model name, e.g. "ViT-L-14"; other names: the tiny fields
     checkpoint: str | None = None   # a local checkpoint file (open_clip's format); None = random init
     seed: int = 0                   # seeds the random init
-    resize_mode: str = "longest"    # crop -> square: "longest" pads (keeps a flag's sides and shape), "shortest"
-                                    # centre-crops (open_clip's default), "squash" stretches
+    resize_mode: str = "shortest"   # crop -> square: "shortest" centre-crops (open_clip's default), "longest" pads
+                                    # (keeps a flag's sides and shape), "squash" stretches: chapter 05 measures them
     image_size: int = 48            # tiny model only, from here on
     patch_size: int = 8
     width: int = 128                # vision width; heads = width // head_width
