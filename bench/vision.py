@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python bench/vision.py --batches 1 32 --reps 5
 
 One thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)), as the other benches. Models and paths:
-  tiny      the kit's tiny CLIP ViT (`CLIPConfig()`: 64 px, 4 x 128), seeded random weights
+  tiny      the kit's tiny CLIP ViT (`CLIPConfig()`: 48 px, 4 x 128), seeded random weights
   vitb32    a ViT-B/32-sized open_clip model (`CLIPConfig(model="ViT-B-32")`: 224 px, 12 x 768), random
     preprocess  open_clip's preprocessing of 320 px scene images (resize, crop, normalise) into a tensor
     plain       the visual tower on that tensor: CLS feature + patch tokens (`output_tokens`)
