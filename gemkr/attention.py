@@ -11,7 +11,7 @@ from torch import nn
 from fastcore.basics import patch
 from .prefix import (ObjectAwarePrefix, PrefixConfig, VisualProjection, in_projection,
                           prefix_keys_values, vit_blocks, vit_shape)
-from .vision import RESIZE_MODES
+from .vision import RESIZE_MODES, CLIPConfig
 
 # %% auto #0
 __all__ = ['dual_flow_attention_naive', 'dual_flow_attention', 'DualFlowBlock', 'ObjectAwareViT', 'ObjectAwareOutput',
@@ -79,7 +79,7 @@ class DualFlowBlock(nn.Module):
 # %% ../nbs/07_dual_flow.ipynb #2025d6df
 class ObjectAwareViT(nn.Module):
     "A frozen open_clip ViT made object-aware: images + region features -> (B, 3, llm_dim) visual tokens."
-    def __init__(self, vit: nn.Module, cfg: PrefixConfig = PrefixConfig(), resize_mode: str = "longest"):
+    def __init__(self, vit: nn.Module, cfg: PrefixConfig = PrefixConfig(), resize_mode: str = CLIPConfig.resize_mode):
         super().__init__()
         if resize_mode not in RESIZE_MODES: raise ValueError(f"resize_mode: {resize_mode!r} is not one of {RESIZE_MODES}")
         self.resize_mode = resize_mode                                     # how region crops become squares

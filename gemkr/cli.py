@@ -299,14 +299,10 @@ def preset_detector(p: Preset):
     `detect` is memoised: the evaluation asks for each image's boxes twice (GeMKR's regions and
     recognise-then-retrieve), YOLO runs once."""
     if p.detector is None: return None
-    import numpy as np
-    from gemkr.vision import detector_hash, load_detector, trained_detector
+    from gemkr.vision import detect_boxes, detector_hash, load_detector, trained_detector
     det = p.detector if p.detector.weights else trained_detector(load_benchmark_mini(p), p.detector)[0]
     yolo = load_detector(det)
-    def detect(image):
-        r = yolo.predict(image, imgsz=det.imgsz, conf=det.conf, iou=det.iou, device="cpu", verbose=False)[0]
-        return r.boxes.xyxy.numpy().astype(np.float64), r.boxes.conf.numpy().astype(np.float64)
-    return memoise_detect(detect), fingerprint("gemkr-cli-detector-1", detector_hash(yolo), det.imgsz, det.conf, det.iou)
+    return memoise_detect(lambda image: detect_boxes(yolo, det, image)), fingerprint("gemkr-cli-detector-1", detector_hash(yolo), det.imgsz, det.conf, det.iou)
 
 # %% ../nbs/12_cli.ipynb #a54b1288
 def gemkr_name(p: Preset) -> str: return f"GeMKR ({p.name})"

@@ -358,7 +358,7 @@ def _clip_transform(size: int, resize_mode: str):
     return open_clip.transform.image_transform(size, is_train=False, mean=CLIP_MEAN, std=CLIP_STD,
                                                resize_mode=resize_mode)
 
-def image_tensor(image: Image.Image, size: int, resize_mode: str = "longest") -> torch.Tensor:
+def image_tensor(image: Image.Image, size: int, resize_mode: str = CLIPConfig.resize_mode) -> torch.Tensor:
     """`image` (RGB) made a `size` x `size` square the way the CLIP's own preprocessing does it (open_clip's
     transform, bicubic; `resize_mode` as in `CLIPConfig`) and normalised: (3, size, size) float32."""
     if resize_mode not in RESIZE_MODES: raise ValueError(f"resize_mode: {resize_mode!r} is not one of {RESIZE_MODES}")

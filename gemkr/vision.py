@@ -24,7 +24,8 @@ __all__ = ['RESIZE_MODES', 'setup_ultralytics_offline', 'yolo_class', 'load_imag
            'open_clip_name', 'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'CLIPTrainConfig',
            'entity_prompt', 'CLIPTrainData', 'train_clip', 'zero_shot', 'target_crops', 'zero_shot_accuracy',
            'pretrained_clip', 'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset',
-           'trained_detector', 'top_regions', 'region_features', 'RegionExtractor', 'box_iou', 'detected_target_crops']
+           'trained_detector', 'top_regions', 'region_features', 'detect_boxes', 'RegionExtractor', 'box_iou',
+           'detected_target_crops']
 
 # %% ../nbs/05_vision.ipynb #ffe77213
 def setup_ultralytics_offline() -> Path:
@@ -491,6 +492,11 @@ def region_features(encoder: ImageEncoder, image: Image.Image, boxes,
     return feats, mask
 
 # %% ../nbs/05_vision.ipynb #463cc57b
+def detect_boxes(detector, dcfg: DetectorConfig, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    "All detections of `image` by a YOLO `detector` with `dcfg`'s settings: boxes `(k, 4)` (pixels), confidences `(k,)`."
+    r = detector.predict(image, imgsz=dcfg.imgsz, conf=dcfg.conf, iou=dcfg.iou, device="cpu", verbose=False)[0]
+    return r.boxes.xyxy.numpy().astype(np.float64), r.boxes.conf.numpy().astype(np.float64)
+
 class RegionExtractor:
     "Top-N region features `(B, N, d)` + mask `(B, N)` of image files, cached on disk."
     def __init__(self, encoder: ImageEncoder, detector, dcfg: DetectorConfig = DetectorConfig(),
@@ -503,9 +509,7 @@ class RegionExtractor:
 
     def detect(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         "All detections of `image`: boxes `(k, 4)` (pixels) and confidences `(k,)`."
-        r = self.detector.predict(image, imgsz=self.dcfg.imgsz, conf=self.dcfg.conf, iou=self.dcfg.iou,
-                                  device="cpu", verbose=False)[0]
-        return r.boxes.xyxy.numpy().astype(np.float64), r.boxes.conf.numpy().astype(np.float64)
+        return detect_boxes(self.detector, self.dcfg, image)
 
 # %% ../nbs/05_vision.ipynb #53982da7
 @patch
