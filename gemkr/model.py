@@ -226,7 +226,8 @@ def check_trainable(model: GeMKR) -> dict[str, int]:
 
 # %% ../nbs/08_gemkr_model.ipynb #f692008e
 IGNORE_INDEX = -100   # the label of a position without loss (prompt, image, padding)
-N_VISUAL = 3          # visual tokens per image: last-block CLS + prefix slots 0 and 1
+N_VISUAL = 3          # visual tokens per image as released: last-block CLS + prefix slots 0 and 1
+                      # (a model has `cfg.prefix.n_visual` of them: `PrefixConfig.visual_slots`, chapter 06)
 
 @dataclass
 class GeMKRExample:
@@ -243,7 +244,7 @@ class GeMKRExample:
 class TokenLayout:
     "Where everything sits in a batch of prompts (and clues): all (B, T)."
     input_ids: torch.Tensor       # prompt, clue and EOS ids; pad id at visual-token and padding positions
-    image_mask: torch.Tensor      # bool: the N_VISUAL positions of the visual tokens
+    image_mask: torch.Tensor      # bool: the positions of the visual tokens (`n_visual` per row)
     attention_mask: torch.Tensor  # 1 on real positions, 0 on padding
     labels: torch.Tensor          # clue + EOS ids; IGNORE_INDEX elsewhere
 
@@ -273,12 +274,12 @@ def layout(self: GeMKR, questions: Sequence[str], clues: Sequence | None = None,
     "The token layout of a batch: prompts (and clues + EOS as labels, when given), padded on `padding`."
     if padding not in ("left", "right"): raise ValueError(f"padding must be 'left' or 'right', got {padding!r}")
     qids = list(qids) if qids is not None else [str(i) for i in range(len(questions))]
-    rows, labels = [], []
+    rows, labels, nv = [], [], self.cfg.prefix.n_visual
     for i, q in enumerate(questions):
         before, after = self.prompt_ids(q)
         target = self._target(qids[i], clues[i]) if clues is not None else []
-        rows.append(before + [None] * N_VISUAL + after + target)       # None: a visual token
-        labels.append([IGNORE_INDEX] * (len(before) + N_VISUAL + len(after)) + target)
+        rows.append(before + [None] * nv + after + target)             # None: a visual token
+        labels.append([IGNORE_INDEX] * (len(before) + nv + len(after)) + target)
     if not rows: raise ValueError("layout: no questions")
     T = max(map(len, rows))
     ids = torch.full((len(rows), T), self.pad, dtype=torch.long)
@@ -305,17 +306,17 @@ def stack_examples(examples: Sequence[GeMKRExample]):
 
 @patch
 def visual_tokens(self: GeMKR, images, regions, region_mask=None) -> torch.Tensor:
-    "The (B, 3, D) visual tokens of `images` (B, 3, S, S) with region features (B, N, d)."
+    "The (B, n_visual, D) visual tokens (3 as released) of `images` (B, 3, S, S) with region features (B, N, d)."
     dev = self.causal_lm.get_input_embeddings().weight.device
     return self.vision(images.to(dev), regions.to(dev), None if region_mask is None else region_mask.to(dev))
 
 # %% ../nbs/08_gemkr_model.ipynb #6d3a57f0
 @patch
 def embed(self: GeMKR, lay: TokenLayout, visual: torch.Tensor) -> torch.Tensor:
-    "`inputs_embeds` (B, T, D): the ids' embeddings with `visual` (B, 3, D) at the image positions."
-    B = lay.input_ids.shape[0]
-    if tuple(visual.shape[:2]) != (B, N_VISUAL):
-        raise ValueError(f"visual tokens of shape {tuple(visual.shape)} for {B} prompts: expected ({B}, {N_VISUAL}, D)")
+    "`inputs_embeds` (B, T, D): the ids' embeddings with `visual` (B, n_visual, D) at the image positions."
+    B, nv = lay.input_ids.shape[0], self.cfg.prefix.n_visual
+    if tuple(visual.shape[:2]) != (B, nv):
+        raise ValueError(f"visual tokens of shape {tuple(visual.shape)} for {B} prompts: expected ({B}, {nv}, D)")
     emb = self.causal_lm.get_input_embeddings()
     x = emb(lay.input_ids.to(emb.weight.device))                     # (B, T, D)
     x = x.clone()

@@ -27,9 +27,14 @@ class PrefixConfig:
     train_ln: bool = False     # whether the LayerNorm before the projection is trained
     use_regions: bool = True   # False: the prefix without region features, plain prefix tuning (an ablation)
     gated: bool = True         # False: the object flow enters ungated, g_h = 1 fixed (an ablation)
+    visual_slots: int = 2      # prefix slots that become visual tokens after the CLS (released code: 2)
 
     def __post_init__(self):
-        check_int(self.n_prefix, "PrefixConfig.n_prefix", min=2)  # two of them become visual tokens
+        check_int(self.n_prefix, "PrefixConfig.n_prefix", min=1)
+        check_int(self.visual_slots, "PrefixConfig.visual_slots", min=1)
+        if self.visual_slots > self.n_prefix:
+            raise ValueError(f"PrefixConfig.visual_slots={self.visual_slots} exceeds n_prefix={self.n_prefix}: "
+                             "only prefix slots can become visual tokens")
         check_int(self.n_layers, "PrefixConfig.n_layers", min=1)
         check_int(self.llm_dim, "PrefixConfig.llm_dim", min=1)
         check_float(self.init_std, "PrefixConfig.init_std", min=0)
@@ -38,6 +43,11 @@ class PrefixConfig:
         for f in ("train_ln", "use_regions", "gated"):
             if not isinstance(getattr(self, f), bool):
                 raise TypeError(f"PrefixConfig.{f} must be True or False, got {getattr(self, f)!r}")
+
+    @property
+    def n_visual(self) -> int:
+        "Visual tokens per image the LLM receives: the CLS and `visual_slots` prefix slots."
+        return 1 + self.visual_slots
 
 # %% ../nbs/06_object_prefix.ipynb #56543735
 def tiny_vit(seed: int = 0, image_size: int = 64, patch_size: int = 16, width: int = 32, layers: int = 4,
@@ -123,16 +133,17 @@ def prefix_keys_values(attn: nn.MultiheadAttention, prefix_in: torch.Tensor):
 
 # %% ../nbs/06_object_prefix.ipynb #73992793
 class VisualProjection(nn.Module):
-    "LayerNorm + linear d -> D of `[CLS, prefix slot 0, prefix slot 1]`: the three visual tokens."
+    "LayerNorm + linear d -> D of `[CLS, prefix slots 0 .. k-1]` (k = `cfg.visual_slots`, 2 as released): the visual tokens."
     def __init__(self, cfg: PrefixConfig, width: int):
         super().__init__()
+        self.slots = cfg.visual_slots
         self.ln = nn.LayerNorm(width)
         self.ln.requires_grad_(cfg.train_ln)
         self.proj = nn.Linear(width, cfg.llm_dim)
 
     def forward(self, cls: torch.Tensor, prefix_last: torch.Tensor) -> torch.Tensor:
-        "`cls` (B, d), `prefix_last` (B, n, d) -> (B, 3, D)"
-        tokens = torch.cat([cls[:, None], prefix_last[:, :2]], dim=1)      # (B, 3, d)
+        "`cls` (B, d), `prefix_last` (B, n, d) -> (B, 1 + k, D)"
+        tokens = torch.cat([cls[:, None], prefix_last[:, :self.slots]], dim=1)   # (B, 1 + k, d)
         return self.proj(self.ln(tokens))
 
 # %% ../nbs/06_object_prefix.ipynb #d0e7b811
