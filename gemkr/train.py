@@ -483,8 +483,8 @@ class MiniPreset:
     clue: object = field(default_factory=_clue_config)                  # a ClueConfig
     pretrain: KBPretrainConfig | None = field(default_factory=KBPretrainConfig)   # stage 1; None = skip it
     tune: TrainConfig = field(default_factory=lambda: TrainConfig(
-        lr=1e-3, min_lr=1e-4, warmup_lr=1e-5, warmup_steps=30, batch_size=16, steps=500,
-        checkpoint_every=100))                                          # stage 2
+        lr=1e-3, min_lr=1e-4, warmup_lr=1e-5, warmup_steps=30, batch_size=16, steps=1500,
+        checkpoint_every=250))                                          # stage 2
     vocab_size: int = 8000          # the BPE tokenizer
     pretrained_clip: bool = True    # the vision chapter's tiny CLIP (cached) rather than a random one
     boxes: str = "gold"             # region boxes: "gold" (scene boxes) or "detector"

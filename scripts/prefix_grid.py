@@ -1,10 +1,11 @@
 """Which regions GeMKR-Mini's LLM sees: the prefix slots passed as visual tokens, and the prefix's init scale.
 
-    OMP_NUM_THREADS=1 python scripts/prefix_grid.py [--limit N] [--out bench/results]
+    OMP_NUM_THREADS=1 python scripts/prefix_grid.py [--steps S] [--limit N] [--out bench/results]
 
 Each run is `gemkr.train.train_mini` with the `mini` preset of `gemkr run` (no KB pretraining), changed in two
 fields of `PrefixConfig` only: `visual_slots` (2 as released: the CLS and prefix slots 0 and 1 reach the LLM;
-10: every slot) and `init_std` (1.0 as released; 0.02). Runs are cached: a finished one is read back.
+10: every slot) and `init_std` (1.0 as released; 0.02), and trained for `--steps` instruction-tuning steps
+(default 500, a third of the preset's, so that the grid takes minutes). Runs are cached: a finished one is read back.
 Scores: gold R@1 and R@5 (percent) through constrained retrieval on the first `--limit` queries of Mini's
 `test` split (default 400), overall and by the number of pictures in the scene. Writes
 `<out>/prefix_grid.csv` (one row per run and number of pictures, `all` included) and prints a table.
@@ -19,11 +20,12 @@ from gemkr.core import atomic_write
 RUNS = [(2, 1.0), (2, 0.02), (10, 1.0), (10, 0.02)]
 
 
-def preset(visual_slots: int, init_std: float):
+def preset(visual_slots: int, init_std: float, steps: int):
     from gemkr.cli import mini_preset
     p = mini_preset().train
     prefix = dataclasses.replace(p.model.prefix, visual_slots=visual_slots, init_std=init_std)
-    return dataclasses.replace(p, model=dataclasses.replace(p.model, prefix=prefix))
+    return dataclasses.replace(p, model=dataclasses.replace(p.model, prefix=prefix),
+                               tune=dataclasses.replace(p.tune, steps=steps))
 
 
 def scores(run, bench) -> list[dict]:
@@ -44,6 +46,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "bench" / "results")
     ap.add_argument("--limit", type=int, default=400, help="test queries scored (default 400)")
+    ap.add_argument("--steps", type=int, default=500, help="instruction-tuning steps per run (default 500)")
     ap.add_argument("--runs", nargs="+", default=[f"{k}:{s}" for k, s in RUNS],
                     help="visual_slots:init_std pairs, e.g. 2:1.0 10:0.02")
     args = ap.parse_args(argv)
@@ -55,7 +58,7 @@ def main(argv=None):
     test = mini.split("test"); test = dataclasses.replace(test, queries=test.queries[:args.limit])
     for spec in args.runs:
         k, s = spec.split(":"); k, s = int(k), float(s)
-        t = time.perf_counter(); run = train_mini(preset(k, s), mini)
+        t = time.perf_counter(); run = train_mini(preset(k, s, args.steps), mini)
         print(f"visual_slots={k}, init_std={s}: {'read from the cache' if run.reused else 'trained'} in "
               f"{time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         for r in scores(run, test):
