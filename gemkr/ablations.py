@@ -139,11 +139,12 @@ def run_ablation(name: str, p=None, seeds: Sequence[int] = (0, 1), out=None, min
     return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/11_ablations.ipynb #18da5331
-def ablation_preset(limit: int = 200):
-    "Chapter 09's mini recipe (with stage 1) reduced for the grid: ground-truth boxes, `limit` queries per split."
+def ablation_preset(limit: int = 200, steps: int = 500):
+    "Chapter 09's mini recipe (with stage 1) reduced for the grid: ground-truth boxes, `limit` queries per split, `steps` stage-2 steps."
     from gemkr.cli import mini_preset
     from gemkr.train import MiniPreset
-    return dataclasses.replace(mini_preset(), name="ablation", train=MiniPreset(), detector=None, limit=limit)
+    train = MiniPreset(); train = dataclasses.replace(train, tune=dataclasses.replace(train.tune, steps=steps))
+    return dataclasses.replace(mini_preset(), name="ablation", train=train, detector=None, limit=limit)
 
 # %% ../nbs/11_ablations.ipynb #4cc7c2fa
 def ablation_table(df: pd.DataFrame, metric: str = "R@5", relevance: str = "gold") -> pd.DataFrame:
