@@ -28,6 +28,14 @@ def preset(visual_slots: int, init_std: float, steps: int):
                                tune=dataclasses.replace(p.tune, steps=steps))
 
 
+def parse_run(spec: str) -> tuple[int, float]:
+    "`'visual_slots:init_std'` -> `(visual_slots, init_std)`; anything else is an error naming the spec."
+    try:
+        k, s = spec.split(":"); return int(k), float(s)
+    except ValueError:
+        raise ValueError(f"--runs: {spec!r} is not visual_slots:init_std (e.g. 10:0.02)") from None
+
+
 def scores(run, bench) -> list[dict]:
     "Gold R@1 / R@5 (percent) of a trained run on `bench`, overall and by number of pictures."
     from gemkr.model import GeMKRRetriever
@@ -50,14 +58,14 @@ def main(argv=None):
     ap.add_argument("--runs", nargs="+", default=[f"{k}:{s}" for k, s in RUNS],
                     help="visual_slots:init_std pairs, e.g. 2:1.0 10:0.02")
     args = ap.parse_args(argv)
+    runs = [parse_run(spec) for spec in args.runs]                   # bad specs fail before any work
     import pandas as pd
     from gemkr.mini import build_mini
     from gemkr.train import train_mini
     torch.set_num_threads(1); args.out.mkdir(parents=True, exist_ok=True)
     mini, rows = build_mini(), []
     test = mini.split("test"); test = dataclasses.replace(test, queries=test.queries[:args.limit])
-    for spec in args.runs:
-        k, s = spec.split(":"); k, s = int(k), float(s)
+    for k, s in runs:
         t = time.perf_counter(); run = train_mini(preset(k, s, args.steps), mini)
         print(f"visual_slots={k}, init_std={s}: {'read from the cache' if run.reused else 'trained'} in "
               f"{time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)

@@ -1,0 +1,34 @@
+"The measurement scripts under scripts/: each run they describe is the preset changed in the named fields only."
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from gemkr.core import REPO_ROOT, config_differences, config_to_dict
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(REPO_ROOT) / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def test_prefix_grid_changes_only_its_fields():
+    from gemkr.cli import mini_preset
+    grid = _script("prefix_grid")
+    base = config_to_dict(mini_preset().train)
+    assert config_differences(base, config_to_dict(grid.preset(10, 0.02, 1500))) == []   # the preset itself
+    diff = config_differences(base, config_to_dict(grid.preset(2, 1.0, 500)))
+    assert diff == [("model.prefix.init_std", 0.02, 1.0), ("model.prefix.visual_slots", 10, 2),
+                    ("tune.steps", 1500, 500)]
+    assert {k for k, _ in grid.RUNS} == {2, 10}
+
+
+def test_prefix_grid_bad_run_spec(tmp_path):
+    grid = _script("prefix_grid")
+    assert grid.parse_run("10:0.02") == (10, 0.02)
+    for bad in ("10", "10:x", "a:b:c"):
+        with pytest.raises(ValueError, match=f"--runs: '{bad}' is not visual_slots:init_std"): grid.parse_run(bad)
+    with pytest.raises(ValueError, match="--runs: '10' is not"):          # before anything is built or written
+        grid.main(["--runs", "10", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
