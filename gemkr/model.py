@@ -226,8 +226,8 @@ def check_trainable(model: GeMKR) -> dict[str, int]:
 
 # %% ../nbs/08_gemkr_model.ipynb #f692008e
 IGNORE_INDEX = -100   # the label of a position without loss (prompt, image, padding)
-N_VISUAL = 3          # visual tokens per image as released: last-block CLS + prefix slots 0 and 1
-                      # (a model has `cfg.prefix.n_visual` of them: `PrefixConfig.visual_slots`, chapter 06)
+N_VISUAL = PrefixConfig().n_visual   # 3 as released: last-block CLS + prefix slots 0 and 1
+                                     # (a model has `cfg.prefix.n_visual`: `PrefixConfig.visual_slots`, chapter 06)
 
 @dataclass
 class GeMKRExample:

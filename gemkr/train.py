@@ -465,10 +465,9 @@ MINI_TEMPLATE = "Question: {input}\nImage: <ImageHere>\nClue:"
 
 def _mini_model_config():
     from gemkr.model import GeMKRConfig
-    from gemkr.prefix import PrefixConfig
     # every prefix slot reaches the LLM, and a small prefix init leaves the region features legible:
     # "Which regions the LLM sees" at the end of this chapter measures both
-    prefix = PrefixConfig(n_layers=2, llm_dim=256, init_std=0.02, visual_slots=10)
+    prefix = dataclasses.replace(GeMKRConfig().prefix, init_std=0.02, visual_slots=10)
     return GeMKRConfig(prefix=prefix, template=MINI_TEMPLATE, finetune="full")
 
 def _clue_config():

@@ -21,11 +21,13 @@ RUNS = [(2, 1.0), (2, 0.02), (10, 1.0), (10, 0.02)]
 
 
 def preset(visual_slots: int, init_std: float, steps: int):
+    from gemkr.ablations import with_field
     from gemkr.cli import mini_preset
     p = mini_preset().train
-    prefix = dataclasses.replace(p.model.prefix, visual_slots=visual_slots, init_std=init_std)
-    return dataclasses.replace(p, model=dataclasses.replace(p.model, prefix=prefix),
-                               tune=dataclasses.replace(p.tune, steps=steps))
+    for name, value in (("model.prefix.visual_slots", visual_slots), ("model.prefix.init_std", init_std),
+                        ("tune.steps", steps)):
+        p = with_field(p, name, value)
+    return p
 
 
 def parse_run(spec: str) -> tuple[int, float]:
@@ -38,16 +40,15 @@ def parse_run(spec: str) -> tuple[int, float]:
 
 def scores(run, bench) -> list[dict]:
     "Gold R@1 / R@5 (percent) of a trained run on `bench`, overall and by number of pictures."
+    from gemkr.metrics import per_query_scores
     from gemkr.model import GeMKRRetriever
     from gemkr.retrieval import run_retriever
     res = run_retriever(GeMKRRetriever(run.model, run.kb), bench, batch_size=16)
-    groups: dict[str, list] = {"all": []}
-    for q in bench.queries:
-        r = res.rankings[q.qid]
-        hit = (bool(r) and r[0] in q.relevant, any(d in q.relevant for d in r[:5]))
-        groups["all"].append(hit); groups.setdefault(str(len(q.scene.boxes)), []).append(hit)
-    return [dict(pictures=k, n=len(v), R1=round(100 * sum(h[0] for h in v) / len(v), 2),
-                 R5=round(100 * sum(h[1] for h in v) / len(v), 2)) for k, v in groups.items()]
+    per = per_query_scores(bench, res.rankings, ks=(1, 5))
+    pictures = per.assign(pictures=[str(len(q.scene.boxes)) for q in bench.queries])
+    groups = [("all", per)] + [(k, g) for k, g in pictures.groupby("pictures", sort=False)]
+    return [dict(pictures=k, n=len(g), R1=round(100 * g["R@1"].mean(), 2), R5=round(100 * g["R@5"].mean(), 2))
+            for k, g in groups]
 
 
 def main(argv=None):
