@@ -486,7 +486,7 @@ class MiniPreset:
         checkpoint_every=250))                                          # stage 2
     vocab_size: int = 8000          # the BPE tokenizer
     pretrained_clip: bool = True    # the vision chapter's tiny CLIP (cached) rather than a random one
-    boxes: str = "gold"             # region boxes: "gold" (scene boxes) or "detector"
+    boxes: str = "gold"             # region boxes: "gold" (scene boxes) or "detector" (train_mini's `detector=`)
     n_train: int | None = None      # the first n train queries only (quick runs); None = all
     n_val: int = 100                # validation queries: loss and R@5 after training
 
@@ -516,11 +516,11 @@ def mini_scores(model, kb, bench, inputs=None, batch_size: int = 16) -> dict[str
     run = run_retriever(GeMKRRetriever(model, kb, inputs), bench, batch_size=batch_size)
     return {f"R@{k}": recall_at_k(bench, run.rankings, k) for k in (1, 5)}
 
-def stage2_eval(kb, bench, examples: list, batch_size: int = 16) -> Callable:
-    "An `eval_fn` for `train`: validation loss on `examples` and R@1/R@5 on `bench`."
+def stage2_eval(kb, bench, examples: list, batch_size: int = 16, inputs=None) -> Callable:
+    "An `eval_fn` for `train`: validation loss on `examples` and R@1/R@5 on `bench` (regions from `inputs`, a `QueryInputs`)."
     def fn(model, step):
         losses = [gemkr_loss(model, examples[i:i + batch_size]).item() for i in range(0, len(examples), batch_size)]
-        return {"val_loss": float(np.mean(losses)), **mini_scores(model, kb, bench, batch_size=batch_size)}
+        return {"val_loss": float(np.mean(losses)), **mini_scores(model, kb, bench, inputs, batch_size=batch_size)}
     return fn
 
 # %% ../nbs/09_instruction_tuning.ipynb #394603d8
@@ -552,34 +552,43 @@ def _mini_inputs(preset: MiniPreset, mini, seconds: dict):
     return cfg, tok, kb, llm, pre
 
 # %% ../nbs/09_instruction_tuning.ipynb #7c0654c3
-def _mini_examples(preset, mini, model, kb, seconds):
+def _mini_examples(preset, mini, model, kb, seconds, detector=None):
     from gemkr.clues import clue_targets
     from gemkr.model import mini_examples
     t = time.perf_counter()
+    det = {} if detector is None else dict(detector=detector[0], detector_key=detector[1])
     train_q = mini.split("train").queries[:preset.n_train]
     targets = clue_targets(train_q, kb, preset.clue)
-    exs = mini_examples(mini, "train", model, preset.boxes, targets=targets, limit=preset.n_train)
+    exs = mini_examples(mini, "train", model, preset.boxes, targets=targets, limit=preset.n_train, **det)
     val = mini.split("val"); val = dataclasses.replace(val, queries=val.queries[:preset.n_val])
     val_exs = mini_examples(mini, "val", model, preset.boxes, targets=clue_targets(val.queries, kb, preset.clue),
-                            limit=preset.n_val)
+                            limit=preset.n_val, **det)
     seconds["targets, examples"] = time.perf_counter() - t
     return targets, exs, val, val_exs
 
 # %% ../nbs/09_instruction_tuning.ipynb #bd4d04c2
-def train_mini(preset: MiniPreset = MiniPreset(), mini=None, out_dir=None) -> MiniRun:
-    "Train (or load from the cache) GeMKR-Mini with `preset`: tokenizer, KB, stage 1, clue targets, stage 2."
+def train_mini(preset: MiniPreset = MiniPreset(), mini=None, out_dir=None, detector=None) -> MiniRun:
+    """Train (or load from the cache) GeMKR-Mini with `preset`: tokenizer, KB, stage 1, clue targets, stage 2.
+    `detector`: `(detect, key)`, a function image -> (boxes, scores) and a string naming it (e.g.
+    `gemkr.cli.preset_detector`), needed when `preset.boxes == "detector"`."""
     from gemkr.mini import build_mini
-    from gemkr.model import build_gemkr, load_gemkr, save_gemkr
+    from gemkr.model import QueryInputs, build_gemkr, load_gemkr, save_gemkr
+    if preset.boxes == "detector" and detector is None:
+        raise ValueError("MiniPreset.boxes='detector' needs train_mini(detector=(detect, key)): a function "
+                         "image -> (boxes, scores) and a string naming it (gemkr.cli.preset_detector)")
+    det = detector if preset.boxes == "detector" else None
     mini, seconds = mini or build_mini(), {}
     cfg, tok, kb, llm, pre = _mini_inputs(preset, mini, seconds)
     clip = cfg.clip.checkpoint and Path(cfg.clip.checkpoint)            # its bytes, not its path
-    key = fingerprint("gemkr-mini-train-1", preset, kb.key, weights_hash(llm), clip)
+    key = fingerprint("gemkr-mini-train-1", preset, kb.key, weights_hash(llm), clip, *(det[1:] if det else ()))
     out = Path(out_dir) if out_dir is not None else cache_dir("gemkr-mini") / key[:16]
     model = build_gemkr(cfg, tok, llm=llm)
-    targets, exs, val, val_exs = _mini_examples(preset, mini, model, kb, seconds)
+    targets, exs, val, val_exs = _mini_examples(preset, mini, model, kb, seconds, det)
+    inputs = QueryInputs(model.vision, cfg.n_regions, preset.boxes, *(det or ()))
     def build(tmp: Path):
         t = time.perf_counter()
-        res = train_gemkr(model, exs, preset.tune, out / "run", stage2_eval(kb, val, val_exs), key=key)
+        res = train_gemkr(model, exs, preset.tune, out / "run", stage2_eval(kb, val, val_exs, inputs=inputs),
+                          key=key)
         seconds["stage 2"] = time.perf_counter() - t
         save_gemkr(model, tmp / "gemkr")
         with atomic_write(tmp / "history.json", "w", encoding="utf-8") as f:

@@ -2,8 +2,8 @@
 
     OMP_NUM_THREADS=1 python scripts/prefix_grid.py [--steps S] [--limit N] [--out bench/results]
 
-Each run is `gemkr.train.train_mini` with the `mini` preset of `gemkr run` (no KB pretraining), changed in two
-fields of `PrefixConfig` only: `visual_slots` (2 as released: the CLS and prefix slots 0 and 1 reach the LLM;
+Each run is `gemkr.train.train_mini` with the `mini` preset of `gemkr run` (no KB pretraining) on ground-truth
+boxes (`boxes="gold"`, as when the grid was measured), changed in two fields of `PrefixConfig` only: `visual_slots` (2 as released: the CLS and prefix slots 0 and 1 reach the LLM;
 10: every slot) and `init_std` (1.0 as released; 0.02), and trained for `--steps` instruction-tuning steps
 (default 500, a third of the preset's, so that the grid takes minutes). Runs are cached: a finished one is read back.
 Scores: gold R@1 and R@5 (percent) through constrained retrieval on the first `--limit` queries of Mini's
@@ -25,7 +25,7 @@ def preset(visual_slots: int, init_std: float, steps: int):
     from gemkr.cli import mini_preset
     p = mini_preset().train
     for name, value in (("model.prefix.visual_slots", visual_slots), ("model.prefix.init_std", init_std),
-                        ("tune.steps", steps)):
+                        ("tune.steps", steps), ("boxes", "gold")):
         p = with_field(p, name, value)
     return p
 

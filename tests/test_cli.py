@@ -290,3 +290,33 @@ def test_a6000_preset_data_and_index_with_local_files(monkeypatch, tmp_path):
     save_tokenizer(train_tokenizer(["other words entirely, and more of them"] * 20, vocab_size=280), llama)
     rc, stdout, err = _main("index", "--preset", "a6000-7b", "--out", str(out))
     assert rc == 0 and "[data] cached" in stdout and "[index] done" in stdout and len(list(out.glob("index-*"))) == 2
+
+
+def test_gemkr_trains_on_the_detector_boxes(tmp_path):
+    "boxes='detector': the examples' regions are the detector's crops, its key is in the cache key; none given: an error."
+    import dataclasses
+    import numpy as np
+    import pytest
+    import torch
+    from gemkr.cli import get_preset, load_benchmark_mini
+    from gemkr.model import QueryInputs
+    from gemkr.train import train_mini
+    p = get_preset("tiny"); mini = load_benchmark_mini(p)
+    train = dataclasses.replace(p.train, boxes="detector")
+    with pytest.raises(ValueError, match=r"boxes='detector' needs train_mini\(detector="):
+        train_mini(train, mini, out_dir=tmp_path / "none")
+    seen = []
+    def quarter(image):                                   # one box: the top-left quarter of every image
+        seen.append(image.size); w, h = image.size
+        return np.array([[0, 0, w // 2, h // 2]], float), np.array([0.9])
+    run = train_mini(train, mini, out_dir=tmp_path / "det", detector=(quarter, "quarter"))
+    assert not run.reused and len(seen) >= train.n_train + train.n_val
+    again = train_mini(train, mini, out_dir=tmp_path / "det", detector=(quarter, "quarter"))
+    assert again.reused                                    # same detector key: read from the cache
+    other = train_mini(train, mini, out_dir=tmp_path / "other", detector=(quarter, "another"))
+    assert not other.reused and other.path != run.path     # another detector is another model
+    q = mini.split("train").queries[0]
+    det = QueryInputs(run.model.vision, run.model.cfg.n_regions, "detector", quarter, "quarter")([q])[0]
+    gold = QueryInputs(run.model.vision, run.model.cfg.n_regions, "gold")([q])[0]
+    assert det.region_mask.sum() == 1 and gold.region_mask.sum() == len(q.scene.boxes)
+    assert not torch.equal(det.regions, gold.regions)

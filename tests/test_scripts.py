@@ -17,10 +17,10 @@ def test_prefix_grid_changes_only_its_fields():
     from gemkr.cli import mini_preset
     grid = _script("prefix_grid")
     base = config_to_dict(mini_preset().train)
-    assert config_differences(base, config_to_dict(grid.preset(10, 0.02, 1500))) == []   # the preset itself
+    assert config_differences(base, config_to_dict(grid.preset(10, 0.02, 1500))) == [("boxes", "detector", "gold")]
     diff = config_differences(base, config_to_dict(grid.preset(2, 1.0, 500)))
-    assert diff == [("model.prefix.init_std", 0.02, 1.0), ("model.prefix.visual_slots", 10, 2),
-                    ("tune.steps", 1500, 500)]
+    assert diff == [("boxes", "detector", "gold"), ("model.prefix.init_std", 0.02, 1.0),
+                    ("model.prefix.visual_slots", 10, 2), ("tune.steps", 1500, 500)]
     assert {k for k, _ in grid.RUNS} == {2, 10}
 
 
