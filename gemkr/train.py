@@ -14,7 +14,7 @@ import torch
 from .core import (CacheError, atomic_write, cache_dir, cached_folder, check_float, check_int,
                         check_manifest, config_differences, config_to_dict, fingerprint, follow_umask, progress,
                         remove_stale_temps, save_config, write_manifest)
-from .vision import weights_hash
+from .vision import checkpoint_path, weights_hash
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'GB', 'MINI_TEMPLATE', 'TrainConfig', 'total_steps', 'learning_rate', 'make_scheduler',
@@ -579,7 +579,7 @@ def train_mini(preset: MiniPreset = MiniPreset(), mini=None, out_dir=None, detec
     det = detector if preset.boxes == "detector" else None
     mini, seconds = mini or build_mini(), {}
     cfg, tok, kb, llm, pre = _mini_inputs(preset, mini, seconds)
-    clip = cfg.clip.checkpoint and Path(cfg.clip.checkpoint)            # its bytes, not its path
+    clip = cfg.clip.checkpoint and checkpoint_path(cfg.clip.checkpoint)  # its bytes, not its path
     key = fingerprint("gemkr-mini-train-1", preset, kb.key, weights_hash(llm), clip, *(det[1:] if det else ()))
     out = Path(out_dir) if out_dir is not None else cache_dir("gemkr-mini") / key[:16]
     model = build_gemkr(cfg, tok, llm=llm)

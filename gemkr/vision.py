@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_vision.ipynb #8ebf822e
 from __future__ import annotations
-import json, logging, math, os, random, re, shutil, sys, time
+import contextlib, json, logging, math, os, random, re, shutil, sys, time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -20,12 +20,13 @@ from .mini import MiniDataset, place_pictures, render_scene
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['RESIZE_MODES', 'ROTATION', 'JITTER', 'setup_ultralytics_offline', 'yolo_class', 'load_image', 'clip_box', 'crop_box',
-           'CLIPConfig', 'open_clip_name', 'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash',
-           'CLIPTrainConfig', 'entity_prompt', 'CLIPTrainData', 'train_clip', 'zero_shot', 'target_crops',
-           'zero_shot_accuracy', 'pretrained_clip', 'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash',
-           'write_yolo_dataset', 'trained_detector', 'top_regions', 'region_features', 'detect_boxes',
-           'RegionExtractor', 'box_iou', 'detected_target_crops']
+__all__ = ['RESIZE_MODES', 'CACHE_PREFIX', 'ROTATION', 'JITTER', 'setup_ultralytics_offline', 'yolo_class', 'torch_threads_kept',
+           'load_image', 'clip_box', 'crop_box', 'CLIPConfig', 'open_clip_name', 'checkpoint_path', 'in_cache',
+           'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'CLIPTrainConfig', 'entity_prompt',
+           'CLIPTrainData', 'train_clip', 'zero_shot', 'target_crops', 'zero_shot_accuracy', 'pretrained_clip',
+           'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset',
+           'trained_detector', 'top_regions', 'region_features', 'detect_boxes', 'RegionExtractor', 'box_iou',
+           'detected_target_crops']
 
 # %% ../nbs/05_vision.ipynb #ffe77213
 def setup_ultralytics_offline() -> Path:
@@ -46,6 +47,15 @@ def yolo_class():
     setup_ultralytics_offline()
     from ultralytics import YOLO
     return YOLO
+
+@contextlib.contextmanager
+def torch_threads_kept():
+    """Run ultralytics code without letting it change torch's thread count for the rest of the process: its
+    `select_device` sets it to cpu_count - 1 (1 on a 2-core machine) on every `predict`, `train` or `val`."""
+    n = torch.get_num_threads()
+    try: yield
+    finally:
+        if torch.get_num_threads() != n: torch.set_num_threads(n)
 
 # %% ../nbs/05_vision.ipynb #32e2001b
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -141,11 +151,23 @@ def open_clip_name(cfg: CLIPConfig) -> str:
     return name
 
 # %% ../nbs/05_vision.ipynb #77db1c24
+CACHE_PREFIX = "cache:"   # a checkpoint inside the kit's cache, named relative to it: valid wherever the clone moves
+
+def checkpoint_path(checkpoint: str) -> Path:
+    "The file a `CLIPConfig.checkpoint` names: `cache:<path>` is `<path>` under `cache_dir()`, anything else a path."
+    if checkpoint.startswith(CACHE_PREFIX): return cache_dir(create=False) / checkpoint[len(CACHE_PREFIX):]
+    return Path(checkpoint)
+
+def in_cache(path) -> str:
+    "`path` as a checkpoint reference: `cache:<relative path>` inside `cache_dir()`, else the path unchanged."
+    path, root = Path(path).absolute(), cache_dir(create=False).absolute()
+    return CACHE_PREFIX + path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
 def create_clip(cfg: CLIPConfig):
     "`(model, preprocess, tokenizer)` of `cfg`, in eval mode; weights: `cfg.checkpoint`, or seeded random."
     name, ckpt = open_clip_name(cfg), None
     if cfg.checkpoint is not None:
-        ckpt = Path(cfg.checkpoint)
+        ckpt = checkpoint_path(cfg.checkpoint)
         if not ckpt.is_file(): raise FileNotFoundError(f"CLIPConfig.checkpoint: {ckpt} is not a file")
     torch.manual_seed(cfg.seed)
     prev = logging.root.manager.disable   # random init is intended: silence open_clip's "no weights" warning
@@ -371,7 +393,7 @@ def pretrained_clip(mini: MiniDataset, cfg: CLIPConfig = CLIPConfig(),
         (tmp / "history.json").write_text(json.dumps(history) + "\n")
         save_config(tcfg, tmp / "train_config.json")
     final, _ = cached_folder(cache_dir("clip") / f"tiny-clip-{key[:16]}", key, build)
-    return (replace(cfg, checkpoint=str(final / "open_clip_model.pt")),
+    return (replace(cfg, checkpoint=in_cache(final / "open_clip_model.pt")),     # cache-relative: the clone may move
             json.loads((final / "history.json").read_text()))
 
 # %% ../nbs/05_vision.ipynb #f5bfc678
@@ -456,15 +478,17 @@ def _train_yolo(mini: MiniDataset, cfg: DetectorConfig, out: Path) -> None:
     t0 = time.perf_counter()
     data = write_yolo_dataset(mini, out / "data", cfg.n_train, cfg.n_val)
     model = load_detector(cfg)
-    model.train(data=str(data), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
-                warmup_epochs=cfg.warmup_epochs, workers=1, cache="disk", device="cpu", plots=False,
-                project=str(out), name="run", exist_ok=True, seed=cfg.seed, amp=False, verbose=False)
+    with torch_threads_kept():
+        model.train(data=str(data), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
+                    warmup_epochs=cfg.warmup_epochs, workers=1, cache="disk", device="cpu", plots=False,
+                    project=str(out), name="run", exist_ok=True, seed=cfg.seed, amp=False, verbose=False)
     wall, run = time.perf_counter() - t0, out / "run"
     shutil.copyfile(run / "weights" / ("best.pt" if (run / "weights/best.pt").exists() else "last.pt"),
                     out / "detector.pt")
-    m = load_detector(replace(cfg, weights=str(out / "detector.pt"))).val(
-        data=str(data), imgsz=cfg.imgsz, batch=cfg.batch, device="cpu", plots=False, verbose=False,
-        project=str(out), name="val", exist_ok=True)
+    with torch_threads_kept():
+        m = load_detector(replace(cfg, weights=str(out / "detector.pt"))).val(
+            data=str(data), imgsz=cfg.imgsz, batch=cfg.batch, device="cpu", plots=False, verbose=False,
+            project=str(out), name="val", exist_ok=True)
     shutil.copyfile(run / "results.csv", out / "results.csv")
     (out / "metrics.json").write_text(json.dumps(dict(map50=float(m.box.map50), map50_95=float(m.box.map),
                                                       train_wall_s=wall)) + "\n")
@@ -504,7 +528,8 @@ def region_features(encoder: ImageEncoder, image: Image.Image, boxes,
 # %% ../nbs/05_vision.ipynb #463cc57b
 def detect_boxes(detector, dcfg: DetectorConfig, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     "All detections of `image` by a YOLO `detector` with `dcfg`'s settings: boxes `(k, 4)` (pixels), confidences `(k,)`."
-    r = detector.predict(image, imgsz=dcfg.imgsz, conf=dcfg.conf, iou=dcfg.iou, device="cpu", verbose=False)[0]
+    with torch_threads_kept():
+        r = detector.predict(image, imgsz=dcfg.imgsz, conf=dcfg.conf, iou=dcfg.iou, device="cpu", verbose=False)[0]
     return r.boxes.xyxy.numpy().astype(np.float64), r.boxes.conf.numpy().astype(np.float64)
 
 class RegionExtractor:
