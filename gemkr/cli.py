@@ -289,13 +289,21 @@ class MiniSlice:
         return b if self.n is None else dataclasses.replace(b, queries=b.queries[:self.n])
 
 # %% ../nbs/12_cli.ipynb #569f3d9f
-def memoise_detect(detect: Callable) -> Callable:
-    "`detect` (image -> (boxes, scores)) run once per distinct image (same size, mode and pixels), in memory."
+def memoise_detect(detect: Callable, detect_many: Callable | None = None) -> Callable:
+    """`detect` (image -> (boxes, scores)) run once per distinct image (same size, mode and pixels), in memory.
+    With `detect_many` (images -> list of (boxes, scores)), `.prefetch(images)` detects the new ones in one call."""
     memo = {}
+    def key(image): return image.size, image.mode, hashlib.sha256(image.tobytes()).digest()
     def once(image):
-        key = (image.size, image.mode, hashlib.sha256(image.tobytes()).digest())
-        if key not in memo: memo[key] = detect(image)
-        return memo[key]
+        k = key(image)
+        if k not in memo: memo[k] = detect(image)
+        return memo[k]
+    def prefetch(images):
+        todo = {}
+        for im in images:
+            if (k := key(im)) not in memo: todo.setdefault(k, im)
+        if todo: memo.update(zip(todo, detect_many(list(todo.values())) if detect_many else map(detect, todo.values())))
+    once.prefetch = prefetch
     return once
 
 def preset_detector(p: Preset):
@@ -303,10 +311,11 @@ def preset_detector(p: Preset):
     `detect` is memoised: the evaluation asks for each image's boxes twice (GeMKR's regions and
     recognise-then-retrieve), YOLO runs once."""
     if p.detector is None: return None
-    from gemkr.vision import detect_boxes, detector_hash, load_detector, trained_detector
+    from gemkr.vision import detect_boxes, detect_many, detector_hash, load_detector, trained_detector
     det = p.detector if p.detector.weights else trained_detector(load_benchmark_mini(p), p.detector)[0]
     yolo = load_detector(det)
-    return memoise_detect(lambda image: detect_boxes(yolo, det, image)), fingerprint("gemkr-cli-detector-1", detector_hash(yolo), det.imgsz, det.conf, det.iou)
+    return memoise_detect(lambda image: detect_boxes(yolo, det, image),
+                          lambda images: detect_many(yolo, det, images)), fingerprint("gemkr-cli-detector-1", detector_hash(yolo), det.imgsz, det.conf, det.iou)
 
 # %% ../nbs/12_cli.ipynb #a54b1288
 def gemkr_name(p: Preset) -> str: return f"GeMKR ({p.name})"
@@ -362,6 +371,11 @@ def evaluation_results(p: Preset, checkpoint) -> tuple[pd.DataFrame, dict]:
     mini, model = load_benchmark_mini(p), load_gemkr(Path(checkpoint))
     kb = mini_clue_kb(mini, model.tokenizer, p.train.clue.kind)
     vision, det = None, preset_detector(p)                      # one memoised YOLO for both
+    if det is not None:                                         # YOLO on batches of images, once for both
+        from gemkr.vision import load_image
+        for s in p.splits:
+            qs = MiniSlice(mini, p.limit).split(s).queries
+            for i in range(0, len(qs), 64): det[0].prefetch([load_image(q.image) for q in qs[i:i + 64]])
     if p.detector is not None:
         vision = vision_pipeline(mini, p.train.model.clip, p.clip_train, p.detector, det[0])
         print("[evaluate] GeMKR and recognise-then-retrieve read the detector's regions")

