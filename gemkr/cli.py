@@ -264,12 +264,14 @@ def stage_train(p: Preset, out: Path, index: StageResult) -> StageResult:
     if p.benchmark != "mini":
         raise NotImplementedError(f"training on {p.benchmark} is not implemented in this version of the kit "
                                   "(data and index are; the mini and tiny presets train and evaluate)")
-    det = preset_detector(p) if p.train.boxes == "detector" else None    # GeMKR trains on the boxes it is tested on
-    if p.train.boxes == "detector" and det is None:
+    on_boxes = p.train.boxes == "detector"                 # GeMKR trains on the boxes it is tested on
+    if on_boxes and p.detector is None:
         raise ValueError(f"preset {p.name!r}: train.boxes='detector' needs a detector (Preset.detector is None)")
-    parts = [index.key, p.train, p.device, p.dtype, *(det[1:] if det else ())]
+    weights = [Path(p.detector.weights)] if on_boxes and p.detector.weights else []     # by content
+    parts = [index.key, p.train, p.device, p.dtype, *([p.detector, *weights] if on_boxes else [])]
     work = Path(out) / "work" / f"train-{fingerprint('gemkr-stage-train-1', *parts)[:12]}"
     def build(tmp: Path):
+        det = preset_detector(p) if on_boxes else None      # trains YOLO on first use: inside the stage's time
         run = train_mini(p.train, load_benchmark_mini(p), out_dir=work, detector=det)
         shutil.copytree(run.path / "gemkr", tmp / "gemkr")
         hist = dict(stage1=run.stage1 and dataclasses.asdict(run.stage1), stage2=dataclasses.asdict(run.stage2),
