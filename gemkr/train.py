@@ -556,13 +556,13 @@ def _mini_examples(preset, mini, model, kb, seconds, detector=None):
     from gemkr.clues import clue_targets
     from gemkr.model import mini_examples
     t = time.perf_counter()
-    det = {} if detector is None else dict(detector=detector[0], detector_key=detector[1])
+    det = detector or ()                                             # (detect, key): mini_examples' next two
     train_q = mini.split("train").queries[:preset.n_train]
     targets = clue_targets(train_q, kb, preset.clue)
-    exs = mini_examples(mini, "train", model, preset.boxes, targets=targets, limit=preset.n_train, **det)
+    exs = mini_examples(mini, "train", model, preset.boxes, *det, targets=targets, limit=preset.n_train)
     val = mini.split("val"); val = dataclasses.replace(val, queries=val.queries[:preset.n_val])
-    val_exs = mini_examples(mini, "val", model, preset.boxes, targets=clue_targets(val.queries, kb, preset.clue),
-                            limit=preset.n_val, **det)
+    val_exs = mini_examples(mini, "val", model, preset.boxes, *det, targets=clue_targets(val.queries, kb, preset.clue),
+                            limit=preset.n_val)
     seconds["targets, examples"] = time.perf_counter() - t
     return targets, exs, val, val_exs
 
