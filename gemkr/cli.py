@@ -120,7 +120,8 @@ def a6000_preset() -> Preset:
                        tune=TrainConfig(batch_size=12, steps=12_000, checkpoint_every=500, device="cuda"),
                        pretrained_clip=False)
     return Preset(name="a6000-7b", benchmark="gs112k", train=train, dtype="bfloat16", device="cuda",
-                  detector=DetectorConfig(weights=_env_path("detector"), imgsz=640), splits=("test",))
+                  detector=DetectorConfig(weights=_env_path("detector"), imgsz=640, iou=0.7),   # photographs: objects overlap
+                  splits=("test",))
 
 # %% ../nbs/12_cli.ipynb #cfde400f
 def ablation_preset() -> Preset:
