@@ -25,8 +25,8 @@ __all__ = ['RESIZE_MODES', 'CACHE_PREFIX', 'ROTATION', 'JITTER', 'INFERENCE_ONLY
            'checkpoint_path', 'in_cache', 'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'CLIPTrainConfig',
            'entity_prompt', 'CLIPTrainData', 'train_clip', 'zero_shot', 'target_crops', 'zero_shot_accuracy',
            'pretrained_clip', 'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset',
-           'trained_detector', 'top_regions', 'region_features', 'detect_boxes', 'detect_many', 'RegionExtractor',
-           'box_iou', 'detected_target_crops']
+           'detector_fit_fields', 'trained_detector', 'top_regions', 'region_features', 'detect_boxes', 'detect_many',
+           'RegionExtractor', 'box_iou', 'detected_target_crops']
 
 # %% ../nbs/05_vision.ipynb #ffe77213
 def setup_ultralytics_offline() -> Path:
@@ -503,13 +503,16 @@ def _train_yolo(mini: MiniDataset, cfg: DetectorConfig, out: Path) -> None:
 # %% ../nbs/05_vision.ipynb #79eeae1d
 INFERENCE_ONLY = ("conf", "iou")          # DetectorConfig fields that do not change the trained weights
 
+def detector_fit_fields(cfg: DetectorConfig) -> dict:
+    "The fields of `cfg` that make the trained weights (all but `INFERENCE_ONLY`): the training run's cache key."
+    return {k: v for k, v in asdict(cfg).items() if k not in INFERENCE_ONLY}
+
 def trained_detector(mini: MiniDataset, cfg: DetectorConfig = DetectorConfig()
                      ) -> tuple[DetectorConfig, dict]:
     "Train (or reuse) a one-class YOLO on `mini`; returns the config that loads it and its `val` metrics."
     setup_ultralytics_offline()
     import ultralytics
-    fit = {k: v for k, v in asdict(cfg).items() if k not in INFERENCE_ONLY}
-    key = fingerprint("yolo-2", fit, mini.root.name, ultralytics.__version__)
+    key = fingerprint("yolo-2", detector_fit_fields(cfg), mini.root.name, ultralytics.__version__)
     final, _ = cached_folder(cache_dir("yolo-runs") / f"yolo-{key[:16]}", key,
                              lambda tmp: _train_yolo(mini, cfg, tmp))
     return (replace(cfg, weights=str(final / "detector.pt")),
