@@ -32,23 +32,19 @@ RUN_ALL = [p for p in NBS if _has_eval_false(p)]
 
 
 @pytest.mark.parametrize("nb", RUN_ALL, ids=[p.name for p in RUN_ALL])
-def test_notebook_run_all(nb):
+def test_notebook_run_all(nb, monkeypatch):
     """JupyterLab's Run All also runs the `#| eval: false` cells (only nbdev's runner skips them): on a machine
     without the paper's weights and benchmarks they must say what is missing, not raise and stop the chapter."""
-    import sys
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
     from nbdev.frontmatter import FrontmatterProc
     from nbdev.process import NBProcessor
+    from gemkr.cli import WEIGHT_VARIABLES
     skip = set(FLAGS) - set(FORCE)
     def skipped(cell):                   # what Run All skips here: nothing but the slow and gpu cells
         return cell.cell_type != "code" or bool(skip & (getattr(cell, "directives_", {}) or {}).keys())
-    env = {k: os.environ.pop(k) for k in ("GEMKR_BENCHMARKS", "GEMKR_LLAMA_7B", "GEMKR_CLIP_CKPT",
-                                          "GEMKR_YOLO_WEIGHTS") if k in os.environ}
-    sys.path.insert(0, str(CFG.config_path))
-    try:
-        shell = CaptureShell(nb)
-        with working_directory(nb.parent):
-            shell.run_all(NBProcessor(nb, procs=FrontmatterProc, process=True).nb, exc_stop=True, preproc=skipped)
-    finally:
-        os.environ.update(env); sys.path.remove(str(CFG.config_path))
+    for var in ("GEMKR_BENCHMARKS", *WEIGHT_VARIABLES.values()): monkeypatch.delenv(var, raising=False)
+    monkeypatch.syspath_prepend(str(CFG.config_path))
+    with working_directory(nb.parent):
+        CaptureShell(nb).run_all(NBProcessor(nb, procs=FrontmatterProc, process=True).nb, exc_stop=True,
+                                 preproc=skipped)
