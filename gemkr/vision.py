@@ -406,7 +406,7 @@ class DetectorConfig:
     n_train: int = 500              # train scenes (of Mini's `train` split)
     n_val: int = 500                # validation scenes (Mini's `val` split): the final mAP
     n_val_epoch: int = 100          # the first of them, scored after every epoch (the mAP-against-time table)
-    epochs: int = 12                # a fixed count (not ultralytics' `time=` budget): the same model on any machine
+    epochs: int = 10                # a fixed count (not ultralytics' `time=` budget): the same model on any machine
     batch: int = 16                 # small batches: more steps per epoch
     warmup_epochs: float = 1.0      # ultralytics warms up for max(this many epochs, 100 steps)
     seed: int = 0
