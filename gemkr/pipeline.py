@@ -105,10 +105,11 @@ def article_rankings(bench: Benchmark, predicted: dict[str, str | None], entitie
 
 # %% ../nbs/05a_recognise_retrieve.ipynb #580d5fda
 def bm25_predicted_rankings(bench: Benchmark, predicted: dict[str, str | None], entities: dict[str, dict],
-                            k: int = 10) -> dict[str, list[int]]:
-    "BM25 over the question plus the predicted entity's name (the question alone without a prediction)."
+                            k: int = 10, index: BM25Index | None = None) -> dict[str, list[int]]:
+    """BM25 over the question plus the predicted entity's name (the question alone without a prediction);
+    `index`: a `BM25Index` of `bench`'s passages to reuse (built here if None)."""
     cfg = BaselineConfig(method="bm25_entity", k=k)
-    index = BM25Index(bench.passage_texts(with_title=cfg.with_title), cfg)
+    index = index or BM25Index(bench.passage_texts(with_title=cfg.with_title), cfg)
     named = [q.qid for q in bench.queries if predicted[q.qid] is not None]
     rest = [q.qid for q in bench.queries if predicted[q.qid] is None]
     name = lambda q: entities[predicted[q.qid]]["name"]
@@ -166,13 +167,16 @@ RTR_NAMES = {"article": "recognise-then-retrieve (entity's article)",
 def rtr_baseline_results(mini, detect: Detect, recognise: Recognise, splits: Sequence[str] = TEST_SPLITS,
                          ks: Sequence[int] = (1, 5, 10), match: str = "word", k: int = 10) -> pd.DataFrame:
     "Per-query scores of both recognise-then-retrieve rows on `mini`'s `splits`, for gold and answer relevance."
-    frames = []
+    frames, cfg, texts, index = [], BaselineConfig(), None, None
     for split in splits:
-        predicted = predict_entities(mini.split(split), detect, recognise, mini.config)
+        bench = mini.split(split)
+        predicted = predict_entities(bench, detect, recognise, mini.config)
+        if bench.passage_texts(with_title=cfg.with_title) != texts:               # Mini: one index for every split
+            texts = bench.passage_texts(with_title=cfg.with_title); index = BM25Index(texts, cfg)
+        ranks = dict(article=article_rankings(bench, predicted, mini.entities, k),  # the relevance rule only scores
+                     bm25_entity=bm25_predicted_rankings(bench, predicted, mini.entities, k, index))
         for relevance in ("gold", "answer"):
             bench = mini.split(split, relevance)
-            ranks = dict(article=article_rankings(bench, predicted, mini.entities, k),
-                         bm25_entity=bm25_predicted_rankings(bench, predicted, mini.entities, k))
             per = rtr_scores(bench, {RTR_NAMES[m]: r for m, r in ranks.items()}, ks, match)
             frames.append(per.assign(split=split, relevance=relevance))
     per = pd.concat(frames, ignore_index=True)
