@@ -23,9 +23,11 @@ def test_notebook(nb):
 
 
 def _has_eval_false(nb: Path) -> bool:
-    import json
-    return any(c["cell_type"] == "code" and "".join(c["source"]).lstrip().startswith("#| eval: false")
-               for c in json.loads(nb.read_text(encoding="utf-8"))["cells"])
+    "Whether a code cell of `nb` carries `#| eval: false`, as nbdev parses directives (on any of its first lines)."
+    from execnb.nbio import read_nb
+    from nbdev.process import extract_directives
+    return any(c.cell_type == "code" and extract_directives(c, remove=False).get("eval:") == ["false"]
+               for c in read_nb(nb).cells)
 
 
 RUN_ALL = [p for p in NBS if _has_eval_false(p)]
