@@ -171,13 +171,12 @@ def rtr_baseline_results(mini, detect: Detect, recognise: Recognise, splits: Seq
     for split in splits:
         bench = mini.split(split)
         predicted = predict_entities(bench, detect, recognise, mini.config)
-        if bench.passage_texts(with_title=cfg.with_title) != texts:               # Mini: one index for every split
-            texts = bench.passage_texts(with_title=cfg.with_title); index = BM25Index(texts, cfg)
+        if (t := bench.passage_texts(with_title=cfg.with_title)) != texts:        # Mini: one index for every split
+            texts, index = t, BM25Index(t, cfg)
         ranks = dict(article=article_rankings(bench, predicted, mini.entities, k),  # the relevance rule only scores
                      bm25_entity=bm25_predicted_rankings(bench, predicted, mini.entities, k, index))
         for relevance in ("gold", "answer"):
-            bench = mini.split(split, relevance)
-            per = rtr_scores(bench, {RTR_NAMES[m]: r for m, r in ranks.items()}, ks, match)
+            per = rtr_scores(mini.split(split, relevance), {RTR_NAMES[m]: r for m, r in ranks.items()}, ks, match)
             frames.append(per.assign(split=split, relevance=relevance))
     per = pd.concat(frames, ignore_index=True)
     first = ["qid", "split", "baseline", "relevance"]                      # the text baselines' column order
