@@ -396,20 +396,42 @@ class QueryInputs:
 
 # %% ../nbs/08_gemkr_model.ipynb #7d89c76b
 @patch
+def _boxes(self: QueryInputs, q: Query, image: Image.Image) -> list:
+    "The boxes whose crops are `q`'s regions: its scene's (gold) or the detector's top `n`."
+    if self.boxes == "detector": return top_regions(*self.detect(image), self.n)[0].tolist()
+    if q.scene is None: raise ValueError(f"query {q.qid!r}: boxes='gold' needs a scene with boxes")
+    return list(q.scene.boxes)
+
+@patch
+def regions_many(self: QueryInputs, queries: Sequence[Query], images: Sequence[Image.Image],
+                 batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`(features (n, d), mask (n,))` of each query (its image already loaded), cached: the crops of every query
+    not in the cache are encoded together, `batch_size` at a time (`region_inputs` encodes one image's crops)."""
+    out, todo, size = [None] * len(queries), [], self.vision.vit.image_size[0]
+    for j, (q, image) in enumerate(zip(queries, images)):
+        boxes = self._boxes(q, image)
+        file = self.cache / f"{fingerprint(self.key, Path(q.image), boxes)[:32]}.npz"
+        try:
+            with np.load(file) as z: out[j] = torch.from_numpy(z["features"]), torch.from_numpy(z["mask"]); continue
+        except (OSError, ValueError, KeyError, EOFError): pass       # missing or damaged: recompute
+        todo.append((j, boxes[:self.n], file))
+    crops = [image_tensor(crop_box(images[j], b), size, self.vision.resize_mode) for j, boxes, _ in todo for b in boxes]
+    with torch.no_grad():
+        enc = [self.vision.encode_regions(torch.stack(crops[i:i + batch_size])) for i in range(0, len(crops), batch_size)]
+    enc, k = (torch.cat(enc) if enc else None), 0
+    for j, boxes, file in todo:
+        feats, mask = torch.zeros(self.n, self.vision.width), torch.zeros(self.n, dtype=torch.bool)
+        feats[:len(boxes)], mask[:len(boxes)] = enc[k:k + len(boxes)] if boxes else feats[:0], True
+        k += len(boxes)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(file) as f: np.savez(f, features=feats.numpy(), mask=mask.numpy())
+        out[j] = feats, mask
+    return out
+
+@patch
 def regions(self: QueryInputs, q: Query, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
     "`(features (n, d), mask (n,))` of query `q` (its image already loaded), cached."
-    if self.boxes == "gold":
-        if q.scene is None: raise ValueError(f"query {q.qid!r}: boxes='gold' needs a scene with boxes")
-        boxes = list(q.scene.boxes)
-    else: boxes = top_regions(*self.detect(image), self.n)[0].tolist()
-    file = self.cache / f"{fingerprint(self.key, Path(q.image), boxes)[:32]}.npz"
-    try:
-        with np.load(file) as z: return torch.from_numpy(z["features"]), torch.from_numpy(z["mask"])
-    except (OSError, ValueError, KeyError, EOFError): pass           # missing or damaged: recompute
-    feats, mask = region_inputs(self.vision, image, boxes, self.n)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(file) as f: np.savez(f, features=feats.numpy(), mask=mask.numpy())
-    return feats, mask
+    return self.regions_many([q], [image])[0]
 
 @patch
 def __call__(self: QueryInputs, queries: Sequence[Query], chunk: int = 64) -> list[GeMKRExample]:
@@ -423,8 +445,7 @@ def __call__(self: QueryInputs, queries: Sequence[Query], chunk: int = 64) -> li
             if q.image is None: raise ValueError(f"query {q.qid!r} has no image file")
         images = [load_image(q.image) for q in part]                 # names a missing or broken file
         if prefetch is not None: prefetch(images)
-        for q, image in zip(part, images):
-            feats, mask = self.regions(q, image)
+        for q, image, (feats, mask) in zip(part, images, self.regions_many(part, images)):
             out.append(GeMKRExample(q.qid, image_tensor(image, size, self.vision.resize_mode), feats, mask,
                                     q.question))
     return out

@@ -28,6 +28,7 @@ class PrefixConfig:
     use_regions: bool = True   # False: the prefix without region features, plain prefix tuning (an ablation)
     gated: bool = True         # False: the object flow enters ungated, g_h = 1 fixed (an ablation)
     visual_slots: int = 2      # prefix slots that become visual tokens after the CLS (released code: 2)
+    image_cls: bool = True     # False: the first visual token is a learned constant, not the image's CLS (an ablation)
 
     def __post_init__(self):
         check_int(self.n_prefix, "PrefixConfig.n_prefix", min=1)
@@ -40,7 +41,7 @@ class PrefixConfig:
         check_float(self.init_std, "PrefixConfig.init_std", min=0)
         if self.absent not in ("zero", "drop"):
             raise ValueError(f"PrefixConfig.absent must be 'zero' or 'drop', got {self.absent!r}")
-        for f in ("train_ln", "use_regions", "gated"):
+        for f in ("train_ln", "use_regions", "gated", "image_cls"):
             if not isinstance(getattr(self, f), bool):
                 raise TypeError(f"PrefixConfig.{f} must be True or False, got {getattr(self, f)!r}")
 
@@ -136,13 +137,14 @@ class VisualProjection(nn.Module):
     "LayerNorm + linear d -> D of `[CLS, prefix slots 0 .. k-1]` (k = `cfg.visual_slots`, 2 as released): the visual tokens."
     def __init__(self, cfg: PrefixConfig, width: int):
         super().__init__()
-        self.slots = cfg.visual_slots
+        self.slots, self.image_cls = cfg.visual_slots, cfg.image_cls
         self.ln = nn.LayerNorm(width)
         self.ln.requires_grad_(cfg.train_ln)
         self.proj = nn.Linear(width, cfg.llm_dim)
 
     def forward(self, cls: torch.Tensor, prefix_last: torch.Tensor) -> torch.Tensor:
         "`cls` (B, d), `prefix_last` (B, n, d) -> (B, 1 + k, D)"
+        if not self.image_cls: cls = torch.zeros_like(cls)                       # LayerNorm(0) = 0: the bias is left
         tokens = torch.cat([cls[:, None], prefix_last[:, :self.slots]], dim=1)   # (B, 1 + k, d)
         return self.proj(self.ln(tokens))
 
