@@ -32,3 +32,25 @@ def test_prefix_grid_bad_run_spec(tmp_path):
     with pytest.raises(ValueError, match="--runs: '10' is not"):          # before anything is built or written
         grid.main(["--runs", "10", "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_llm_probe_changes_only_its_fields():
+    from gemkr.cli import mini_preset
+    probe = _script("llm_probe")
+    base = config_to_dict(mini_preset().train)
+    assert config_differences(base, config_to_dict(probe.preset(True))) == [("boxes", "detector", "gold")]
+    assert config_differences(base, config_to_dict(probe.preset(False))) == [
+        ("boxes", "detector", "gold"), ("model.prefix.image_cls", True, False)]
+
+
+def test_llm_probe_linear_probe():
+    import torch
+    probe = _script("llm_probe")
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(5, 8, generator=g) * 4                      # five well-separated classes
+    y = torch.arange(200) % 5
+    x = centres[y] + torch.randn(200, 8, generator=g)
+    yt = torch.arange(50) % 5
+    acc = probe.linear_probe((x, y), {"test": (centres[yt] + torch.randn(50, 8, generator=g), yt),
+                                      "shuffled": (centres[yt], (yt + 1) % 5)}, 5)
+    assert acc["train"] > 95 and acc["test"] > 95 and acc["shuffled"] == 0.0
