@@ -421,7 +421,7 @@ def regions_many(self: QueryInputs, queries: Sequence[Query], images: Sequence[I
     enc, k = (torch.cat(enc) if enc else None), 0
     for j, boxes, file in todo:
         feats, mask = torch.zeros(self.n, self.vision.width), torch.zeros(self.n, dtype=torch.bool)
-        feats[:len(boxes)], mask[:len(boxes)] = enc[k:k + len(boxes)] if boxes else feats[:0], True
+        if boxes: feats[:len(boxes)], mask[:len(boxes)] = enc[k:k + len(boxes)], True
         k += len(boxes)
         file.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(file) as f: np.savez(f, features=feats.numpy(), mask=mask.numpy())

@@ -30,13 +30,10 @@ def preset(image_cls: bool):
 def target_features(vision, mini, split: str, ids: dict) -> tuple[torch.Tensor, torch.Tensor]:
     "(features (n, d), entity index (n,)) of the target region of every query of `split`, ground-truth boxes."
     from gemkr.model import QueryInputs
-    from gemkr.vision import load_image
-    inputs, qs = QueryInputs(vision, 10, "gold"), mini.split(split).queries
-    feats = []
-    for i in range(0, len(qs), 64):
-        part = qs[i:i + 64]
-        feats += [f[q.scene.target] for q, (f, _) in zip(part, inputs.regions_many(part, [load_image(q.image) for q in part]))]
-    return torch.stack(feats), torch.tensor([ids[q.scene.entity] for q in qs])
+    qs = mini.split(split).queries
+    examples = QueryInputs(vision, 10, "gold")(qs)
+    return (torch.stack([e.regions[q.scene.target] for q, e in zip(qs, examples)]),
+            torch.tensor([ids[q.scene.entity] for q in qs]))
 
 
 def linear_probe(train: tuple, evals: dict, n_classes: int, steps: int = 500, seed: int = 0) -> dict:
@@ -80,10 +77,12 @@ def main(argv=None):
     import pandas as pd
     from gemkr.mini import build_mini
     from gemkr.model import build_vision
-    from gemkr.train import _mini_inputs, train_mini
+    from gemkr.train import train_mini
+    from gemkr.vision import pretrained_clip
     args.out.mkdir(parents=True, exist_ok=True)
     mini, rows = build_mini(), []
-    cfg = _mini_inputs(dataclasses.replace(preset(True), pretrain=None), mini, {})[0]     # the tiny CLIP, trained once
+    model_cfg = preset(True).model
+    cfg = dataclasses.replace(model_cfg, clip=pretrained_clip(mini, model_cfg.clip)[0])     # as train_mini: cached
     vision, ids = build_vision(cfg), {e: i for i, e in enumerate(sorted(mini.entities))}
     t = time.perf_counter()
     probe = linear_probe(target_features(vision, mini, "train", ids),
