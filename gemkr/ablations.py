@@ -143,7 +143,9 @@ def ablation_preset(limit: int = 200, steps: int = 500):
     "Chapter 09's mini recipe (with stage 1) reduced for the grid: ground-truth boxes, `limit` queries per split, `steps` stage-2 steps."
     from gemkr.cli import mini_preset
     from gemkr.train import MiniPreset
-    p = dataclasses.replace(mini_preset(), name="ablation", train=MiniPreset(), detector=None, limit=limit)
+    from gemkr.mini import MiniConfig
+    p = dataclasses.replace(mini_preset(), name="ablation", mini=MiniConfig(), train=MiniPreset(), detector=None,
+                            limit=limit)
     return with_field(p, "train.tune.steps", steps)
 
 # %% ../nbs/11_ablations.ipynb #4cc7c2fa

@@ -14,7 +14,7 @@ import torch
 from .core import (CacheError, atomic_write, cache_dir, cached_folder, check_float, check_int,
                         check_manifest, config_differences, config_to_dict, fingerprint, follow_umask, progress,
                         remove_stale_temps, save_config, write_manifest)
-from .vision import checkpoint_path, weights_hash
+from .vision import check_autocast, checkpoint_path, mixed_precision, weights_hash
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'GB', 'MINI_TEMPLATE', 'TrainConfig', 'total_steps', 'learning_rate', 'make_scheduler',
@@ -48,6 +48,7 @@ class TrainConfig:
     keep_checkpoints: int = 2         # the newest k are kept (a damaged newest falls back to the next)
     seed: int = 42                    # data order and dropout (official 42)
     device: str = "cpu"
+    autocast: str | None = None       # "bfloat16": forward passes in mixed precision (chapter 05); None = float32
 
     def __post_init__(self): _check_train_config(self)
 
@@ -70,6 +71,7 @@ def _check_train_config(c: TrainConfig) -> None:
     if c.steps is not None: check_int(c.steps, "TrainConfig.steps", min=1)
     else: check_float(c.epochs, "TrainConfig.epochs", min=1e-9)
     if not isinstance(c.device, str) or not c.device: raise ValueError("TrainConfig.device must be a name")
+    check_autocast(c.autocast, "TrainConfig.autocast")
 
 # %% ../nbs/09_instruction_tuning.ipynb #847b8214
 def total_steps(cfg: TrainConfig, n_examples: int) -> int:
@@ -254,7 +256,8 @@ def train_step(model, data: Sequence, cfg: TrainConfig, position: int, loss_fn: 
     opt.zero_grad(set_to_none=True); total = 0.0
     for a in range(cfg.grad_accum):
         idx = shard(batch_indices(position + a, len(data), cfg.batch_size, cfg.seed), rank, n)
-        loss = loss_fn(model, collate([data[i] for i in idx]))
+        with mixed_precision(cfg.autocast, cfg.device, "TrainConfig.autocast"):
+            loss = loss_fn(model, collate([data[i] for i in idx]))
         if not torch.isfinite(loss): raise FloatingPointError(f"loss is {loss.item()} at forward pass "
                                                               f"{position + a}")
         (loss / cfg.grad_accum).backward(); total += loss.item() / cfg.grad_accum

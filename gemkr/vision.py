@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_vision.ipynb #8ebf822e
 from __future__ import annotations
-import contextlib, json, logging, math, os, random, re, shutil, sys, time
+import contextlib, json, logging, math, os, random, re, shutil, sys, time, warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -20,13 +20,14 @@ from .mini import MiniDataset, place_pictures, render_scene
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['RESIZE_MODES', 'CACHE_PREFIX', 'ROTATION', 'JITTER', 'INFERENCE_ONLY', 'setup_ultralytics_offline', 'yolo_class',
-           'torch_threads_kept', 'load_image', 'clip_box', 'crop_box', 'CLIPConfig', 'open_clip_name',
-           'checkpoint_path', 'in_cache', 'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'CLIPTrainConfig',
-           'entity_prompt', 'CLIPTrainData', 'train_clip', 'zero_shot', 'target_crops', 'zero_shot_accuracy',
-           'pretrained_clip', 'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset',
-           'detector_fit_fields', 'trained_detector', 'top_regions', 'region_features', 'detect_boxes', 'detect_many',
-           'RegionExtractor', 'box_iou', 'detected_target_crops']
+__all__ = ['RESIZE_MODES', 'CACHE_PREFIX', 'AUTOCAST_DTYPES', 'ROTATION', 'JITTER', 'INFERENCE_ONLY', 'setup_ultralytics_offline',
+           'yolo_class', 'torch_threads_kept', 'load_image', 'clip_box', 'crop_box', 'CLIPConfig', 'open_clip_name',
+           'checkpoint_path', 'in_cache', 'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'check_autocast',
+           'native_bf16', 'mixed_precision', 'CLIPTrainConfig', 'entity_prompt', 'CLIPTrainData', 'train_clip',
+           'zero_shot', 'target_crops', 'zero_shot_accuracy', 'pretrained_clip', 'DetectorConfig', 'detector_yaml',
+           'load_detector', 'detector_hash', 'write_yolo_dataset', 'detector_fit_fields', 'trained_detector',
+           'top_regions', 'region_features', 'detect_boxes', 'detect_many', 'RegionExtractor', 'box_iou',
+           'detected_target_crops']
 
 # %% ../nbs/05_vision.ipynb #ffe77213
 def setup_ultralytics_offline() -> Path:
@@ -222,6 +223,30 @@ def model_hash(self: ImageEncoder) -> str:
     if self._hash is None: self._hash = weights_hash(self.model)
     return self._hash
 
+# %% ../nbs/05_vision.ipynb #5b7e2d90
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+def check_autocast(name, field: str = "autocast"):
+    "`name` if it is None or a key of `AUTOCAST_DTYPES`, else a `ValueError` naming `field`."
+    if name is not None and name not in AUTOCAST_DTYPES:
+        raise ValueError(f"{field} must be None (float32) or one of {sorted(AUTOCAST_DTYPES)}, got {name!r}")
+    return name
+
+def native_bf16() -> bool:
+    "Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX tiles)."
+    return any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+def mixed_precision(name: str | None, device: str = "cpu", field: str = "autocast"):
+    """A context: `torch.autocast` in dtype `name` on `device`'s kind, or nothing for `name=None`.
+    Warns when bfloat16 on a CPU would be emulated (slower than float32)."""
+    check_autocast(name, field)
+    if name is None: return contextlib.nullcontext()
+    kind = torch.device(device).type
+    if kind == "cpu" and name == "bfloat16" and not native_bf16():
+        warnings.warn(f"{field}='bfloat16' on a CPU without AVX512-BF16 or AMX: emulated, slower than float32; "
+                      f"set {field}=None", stacklevel=2)
+    return torch.autocast(kind, dtype=AUTOCAST_DTYPES[name])
+
 # %% ../nbs/05_vision.ipynb #ce9ac785
 ROTATION = 15.0   # degrees a paste-up may turn
 JITTER = 0.0      # no colour jitter: 0.25 cost 3 points on `test` (89.3% vs 92.4%) and gave none on `test_style`
@@ -240,6 +265,7 @@ class CLIPTrainConfig:
     max_rotation: float = ROTATION  # paste-ups turned by up to this many degrees (Mini's scenes never turn one)
     colour_jitter: float = JITTER   # brightness, contrast x U(1 ± j), saturation x U(1 ± 1.6 j); 0 = none
     seed: int = 0
+    autocast: str | None = None     # "bfloat16": forward passes in mixed precision (`mixed_precision`); None = float32
 
     def __post_init__(self):
         check_int(self.steps, "CLIPTrainConfig.steps", min=1)
@@ -249,6 +275,7 @@ class CLIPTrainConfig:
         check_int(self.batch_size, "CLIPTrainConfig.batch_size", min=2)
         check_float(self.scene_share, "CLIPTrainConfig.scene_share", 0, 1)
         check_int(self.n_scene_crops, "CLIPTrainConfig.n_scene_crops", min=0)
+        check_autocast(self.autocast, "CLIPTrainConfig.autocast")
 
 def entity_prompt(entity: dict) -> str:
     "The text an entity's pictures are matched against."
@@ -355,7 +382,8 @@ def train_clip(cfg: CLIPConfig, tcfg: CLIPTrainConfig, data: CLIPTrainData, mode
             for g in opt.param_groups: g["lr"] = tcfg.lr * _lr_factor(tcfg, step)
             idx, x = ahead.result()
             if step + 1 < tcfg.steps: ahead = pool.submit(next, batches)
-            loss = loss_fn(*model(x, texts[idx])[:3])
+            with mixed_precision(tcfg.autocast, field="CLIPTrainConfig.autocast"):
+                loss = loss_fn(*model(x, texts[idx])[:3])
             opt.zero_grad(); loss.backward(); opt.step()
             with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
             history.append(dict(step=step + 1, seconds=time.perf_counter() - t0, loss=loss.item()))

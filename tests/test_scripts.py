@@ -17,10 +17,12 @@ def test_prefix_grid_changes_only_its_fields():
     from gemkr.cli import mini_preset
     grid = _script("prefix_grid")
     base = config_to_dict(mini_preset().train)
-    assert config_differences(base, config_to_dict(grid.preset(10, 0.02, 1500))) == [("boxes", "detector", "gold")]
+    assert config_differences(base, config_to_dict(grid.preset(10, 0.02, 1500))) == [
+        ("boxes", "detector", "gold"), ("tune.autocast", "bfloat16", None), ("tune.steps", 4000, 1500)]
     diff = config_differences(base, config_to_dict(grid.preset(2, 1.0, 500)))
     assert diff == [("boxes", "detector", "gold"), ("model.prefix.init_std", 0.02, 1.0),
-                    ("model.prefix.visual_slots", 10, 2), ("tune.steps", 1500, 500)]
+                    ("model.prefix.visual_slots", 10, 2), ("tune.autocast", "bfloat16", None),
+                    ("tune.steps", 4000, 500)]
     assert {k for k, _ in grid.RUNS} == {2, 10}
 
 
@@ -38,9 +40,10 @@ def test_llm_probe_changes_only_its_fields():
     from gemkr.cli import mini_preset
     probe = _script("llm_probe")
     base = config_to_dict(mini_preset().train)
-    assert config_differences(base, config_to_dict(probe.preset(True))) == [("boxes", "detector", "gold")]
+    measured = [("tune.autocast", "bfloat16", None), ("tune.steps", 4000, 1500)]
+    assert config_differences(base, config_to_dict(probe.preset(True))) == [("boxes", "detector", "gold")] + measured
     assert config_differences(base, config_to_dict(probe.preset(False))) == [
-        ("boxes", "detector", "gold"), ("model.prefix.image_cls", True, False)]
+        ("boxes", "detector", "gold"), ("model.prefix.image_cls", True, False)] + measured
 
 
 def test_llm_probe_linear_probe():
