@@ -25,7 +25,7 @@ from .retrieval import (KnowledgeBase, encode_text, load_tokenizer, save_tokeniz
 from .vision import (RESIZE_MODES, CLIPConfig, RegionExtractor, create_clip, crop_box, detector_hash,
                           load_image, top_regions, weights_hash)
 import open_clip
-from .prefix import PrefixConfig, trainable_counts
+from .prefix import PrefixConfig, order_boxes, trainable_counts
 from .attention import ObjectAwareViT
 
 # %% auto #0
@@ -368,7 +368,7 @@ def image_tensor(image: Image.Image, size: int, resize_mode: str = CLIPConfig.re
 @torch.no_grad()
 def region_inputs(vision: ObjectAwareViT, image: Image.Image, boxes, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     "Features (n, d) of the crops of the first `n` `boxes` (zero-padded) and their mask (n,)."
-    boxes, size = list(boxes)[:n], vision.vit.image_size[0]
+    boxes, size = order_boxes(list(boxes)[:n], vision.cfg.region_order), vision.vit.image_size[0]
     feats, mask = torch.zeros(n, vision.width), torch.zeros(n, dtype=torch.bool)
     if boxes:
         crops = torch.stack([image_tensor(crop_box(image, b), size, vision.resize_mode) for b in boxes])
@@ -392,7 +392,8 @@ class QueryInputs:
             else: raise ValueError("boxes='detector' needs detector= a RegionExtractor, or a function "
                                    "image -> (boxes, scores) and detector_key= a string naming it")
         self.cache = Path(cache) if cache else cache_dir("gemkr-regions")
-        self.key = fingerprint("gemkr-regions-2", weights_hash(vision.vit), vision.resize_mode, source, self.n)
+        self.key = fingerprint("gemkr-regions-2", weights_hash(vision.vit), vision.resize_mode, source, self.n,
+                               *((vision.cfg.region_order,) if vision.cfg.region_order != "detector" else ()))
 
 # %% ../nbs/08_gemkr_model.ipynb #7d89c76b
 @patch
@@ -414,7 +415,7 @@ def regions_many(self: QueryInputs, queries: Sequence[Query], images: Sequence[I
         try:
             with np.load(file) as z: out[j] = torch.from_numpy(z["features"]), torch.from_numpy(z["mask"]); continue
         except (OSError, ValueError, KeyError, EOFError): pass       # missing or damaged: recompute
-        todo.append((j, boxes[:self.n], file))
+        todo.append((j, order_boxes(boxes[:self.n], self.vision.cfg.region_order), file))
     crops = [image_tensor(crop_box(images[j], b), size, self.vision.resize_mode) for j, boxes, _ in todo for b in boxes]
     with torch.no_grad():
         enc = [self.vision.encode_regions(torch.stack(crops[i:i + batch_size])) for i in range(0, len(crops), batch_size)]

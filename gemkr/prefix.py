@@ -12,10 +12,12 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from .core import check_float, check_int
 
 # %% auto #0
-__all__ = ['PrefixConfig', 'tiny_vit', 'vit_blocks', 'vit_shape', 'ObjectAwarePrefix', 'split_heads', 'in_projection',
-           'prefix_keys_values', 'VisualProjection', 'trainable_counts']
+__all__ = ['REGION_ORDERS', 'PrefixConfig', 'tiny_vit', 'vit_blocks', 'vit_shape', 'ObjectAwarePrefix', 'order_boxes',
+           'split_heads', 'in_projection', 'prefix_keys_values', 'VisualProjection', 'trainable_counts']
 
 # %% ../nbs/06_object_prefix.ipynb #4d15a290
+REGION_ORDERS = ("detector", "left_to_right")
+
 @dataclass(frozen=True)
 class PrefixConfig:
     "The object-aware prefix and the visual-token projection."
@@ -29,6 +31,8 @@ class PrefixConfig:
     gated: bool = True         # False: the object flow enters ungated, g_h = 1 fixed (an ablation)
     visual_slots: int = 2      # prefix slots that become visual tokens after the CLS (released code: 2)
     image_cls: bool = True     # False: the first visual token is a learned constant, not the image's CLS (an ablation)
+    region_order: str = "detector"  # which region fills slot k: "detector" (as given: by confidence, released
+                                    # code) or "left_to_right" (by box centre, so that a slot's index is a position)
 
     def __post_init__(self):
         check_int(self.n_prefix, "PrefixConfig.n_prefix", min=1)
@@ -41,6 +45,8 @@ class PrefixConfig:
         check_float(self.init_std, "PrefixConfig.init_std", min=0)
         if self.absent not in ("zero", "drop"):
             raise ValueError(f"PrefixConfig.absent must be 'zero' or 'drop', got {self.absent!r}")
+        if self.region_order not in REGION_ORDERS:
+            raise ValueError(f"PrefixConfig.region_order must be one of {REGION_ORDERS}, got {self.region_order!r}")
         for f in ("train_ln", "use_regions", "gated", "image_cls"):
             if not isinstance(getattr(self, f), bool):
                 raise TypeError(f"PrefixConfig.{f} must be True or False, got {getattr(self, f)!r}")
@@ -116,6 +122,14 @@ class ObjectAwarePrefix(nn.Module):
         present[:, :N] = region_mask
         keys = present if self.cfg.absent == "drop" else torch.ones_like(present)
         return self.prefix[None].to(R.dtype) + R[:, None], keys         # (B, L, n, d), (B, n)
+
+# %% ../nbs/06_object_prefix.ipynb #5f9c2e38
+def order_boxes(boxes, order: str = "detector") -> list:
+    "`boxes` (x0, y0, x1, y1) in the slot order `order` of `PrefixConfig.region_order`."
+    if order not in REGION_ORDERS: raise ValueError(f"region_order must be one of {REGION_ORDERS}, got {order!r}")
+    boxes = [tuple(b) for b in boxes]
+    if order == "detector": return boxes
+    return sorted(boxes, key=lambda b: (b[0] + b[2], b[1] + b[3]))
 
 # %% ../nbs/06_object_prefix.ipynb #d421ca1a
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
