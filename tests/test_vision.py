@@ -139,3 +139,18 @@ def test_yolo_dataset_layout(tmp_path):
         label = type(p)(str(p).replace("/images/", "/labels/")).with_suffix(".txt")
         rows = [r.split() for r in label.read_text().splitlines()]
         assert rows and all(r[0] == "0" and all(0 < float(v) <= 1 for v in r[1:]) for r in rows)
+
+
+def test_mixed_precision_warns_only_where_bf16_is_emulated(monkeypatch):
+    import warnings
+    import gemkr.vision as V
+    monkeypatch.setattr(V, "native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match=r"TrainConfig.autocast='bfloat16' on a CPU without AVX512-BF16 or AMX"):
+        V.mixed_precision("bfloat16", field="TrainConfig.autocast")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        V.mixed_precision(None)                                   # float32: nothing to warn about
+        monkeypatch.setattr(V, "native_bf16", lambda: True)
+        with V.mixed_precision("bfloat16"):
+            import torch
+            assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
