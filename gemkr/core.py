@@ -115,12 +115,31 @@ def remove_stale_temps(folder, name: str) -> list[Path]:
     return removed
 
 # %% ../nbs/00_core.ipynb #6c47d12e
+_QUIET: dict[str, int] = {}   # folder -> its mtime (ns) after this process's last write there, if it held no other's temp
+
+def _temps_of_others(folder: Path) -> bool:
+    "Whether `folder` holds a temporary file `.<name>.<pid>.<random>.tmp` of another process than this one."
+    me = str(os.getpid())
+    with os.scandir(folder) as entries:
+        for e in entries:
+            if e.name.startswith(".") and e.name.endswith(".tmp"):
+                parts = e.name[:-4].rsplit(".", 2)
+                if len(parts) == 3 and parts[1].isdigit() and parts[1] != me: return True
+    return False
+
+def _clean_before_write(folder: Path, name: str) -> bool:
+    """`remove_stale_temps(folder, name)`, skipped when nothing has entered `folder` since this process last wrote
+    there and it held no other process's temp then; returns whether it holds none now."""
+    if _QUIET.get(str(folder)) == folder.stat().st_mtime_ns: return True
+    remove_stale_temps(folder, name)
+    return not _temps_of_others(folder)
+
 @contextmanager
 def atomic_write(path, mode: str = "wb", encoding: str | None = None):
     "Write `path` through a temp file in the same folder that is renamed into place on success."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent, path.name)
+    quiet = _clean_before_write(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
@@ -132,6 +151,8 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None):
         try: os.unlink(tmp)
         except FileNotFoundError: pass
         raise
+    if quiet: _QUIET[str(path.parent)] = path.parent.stat().st_mtime_ns
+    else: _QUIET.pop(str(path.parent), None)
 
 # %% ../nbs/00_core.ipynb #41394165
 def check_int(value, name: str, min: int | None = None, max: int | None = None) -> int:
