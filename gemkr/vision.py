@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 import open_clip
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +25,10 @@ __all__ = ['RESIZE_MODES', 'CACHE_PREFIX', 'AUTOCAST_DTYPES', 'ROTATION', 'JITTE
            'yolo_class', 'torch_threads_kept', 'load_image', 'clip_box', 'crop_box', 'CLIPConfig', 'open_clip_name',
            'checkpoint_path', 'in_cache', 'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'check_autocast',
            'native_bf16', 'mixed_precision', 'CLIPTrainConfig', 'entity_prompt', 'CLIPTrainData', 'train_clip',
-           'zero_shot', 'target_crops', 'zero_shot_accuracy', 'pretrained_clip', 'DetectorConfig', 'detector_yaml',
-           'load_detector', 'detector_hash', 'write_yolo_dataset', 'detector_fit_fields', 'trained_detector',
-           'top_regions', 'region_features', 'detect_boxes', 'detect_many', 'RegionExtractor', 'box_iou',
-           'detected_target_crops']
+           'text_parameters', 'align_texts', 'zero_shot', 'target_crops', 'zero_shot_accuracy', 'pretrained_clip',
+           'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset',
+           'detector_fit_fields', 'trained_detector', 'top_regions', 'region_features', 'detect_boxes', 'detect_many',
+           'RegionExtractor', 'box_iou', 'detected_target_crops']
 
 # %% ../nbs/05_vision.ipynb #ffe77213
 def setup_ultralytics_offline() -> Path:
@@ -254,7 +255,7 @@ JITTER = 0.0      # no colour jitter: 0.25 cost 3 points on `test` (89.3% vs 92.
 @dataclass(frozen=True)
 class CLIPTrainConfig:
     "How the tiny CLIP is pretrained on GeMKR-Mini's entity pictures."
-    steps: int = 400                # optimizer steps; the cosine schedule spans them (the same model on any machine)
+    steps: int = 300                # contrastive steps; the cosine schedule spans them (the same model on any machine)
     batch_size: int = 256           # distinct entities per batch
     lr: float = 2e-3
     weight_decay: float = 0.1
@@ -266,6 +267,10 @@ class CLIPTrainConfig:
     colour_jitter: float = JITTER   # brightness, contrast x U(1 ± j), saturation x U(1 ± 1.6 j); 0 = none
     seed: int = 0
     autocast: str | None = None     # "bfloat16": forward passes in mixed precision (`mixed_precision`); None = float32
+    align_steps: int = 120          # then the image tower locked, the text tower tuned (`align_texts`); 0 = skip
+    align_scenes: int = 3000        # train scenes whose pictures, cropped at their boxes, that phase reads
+    align_batch: int = 2048         # crops per alignment step, each scored against every entity's prompt
+    align_lr: float = 2e-3
 
     def __post_init__(self):
         check_int(self.steps, "CLIPTrainConfig.steps", min=1)
@@ -276,6 +281,10 @@ class CLIPTrainConfig:
         check_float(self.scene_share, "CLIPTrainConfig.scene_share", 0, 1)
         check_int(self.n_scene_crops, "CLIPTrainConfig.n_scene_crops", min=0)
         check_autocast(self.autocast, "CLIPTrainConfig.autocast")
+        check_int(self.align_steps, "CLIPTrainConfig.align_steps", min=0)
+        check_int(self.align_scenes, "CLIPTrainConfig.align_scenes", min=0)
+        check_int(self.align_batch, "CLIPTrainConfig.align_batch", min=1)
+        check_float(self.align_lr, "CLIPTrainConfig.align_lr", min=0)
 
 def entity_prompt(entity: dict) -> str:
     "The text an entity's pictures are matched against."
@@ -303,6 +312,17 @@ def _scene_crops(mini: MiniDataset, ids: set, n: int) -> dict[str, list]:
             out.setdefault(e, []).append((crop, box)); count += 1
     return out
 
+def _box_crops(mini: MiniDataset, ids: Sequence[str], n_scenes: int) -> tuple[list, list[int]]:
+    "Every picture of the first `n_scenes` train scenes cropped at its box, and its entity's index in `ids`."
+    pos, crops, labels = {e: i for i, e in enumerate(ids)}, [], []
+    for q in [q for q in mini.queries if q.meta["split"] == "train"][:n_scenes]:
+        im = None
+        for e, box in zip(q.scene.entities, q.scene.boxes):
+            if e not in pos: continue
+            im = im or load_image(q.image)
+            crops.append(crop_box(im, box)); labels.append(pos[e])
+    return crops, labels
+
 # %% ../nbs/05_vision.ipynb #5db75904
 class CLIPTrainData:
     "Augmented samples of GeMKR-Mini's entities for contrastive pretraining."
@@ -313,6 +333,7 @@ class CLIPTrainData:
         self.pictures = [_shrink(_pil_open(root / mini.entities[e]["image"]).convert("RGBA"), 96)[0]
                          for e in self.ids]
         self.crops = _scene_crops(mini, set(self.ids), tcfg.n_scene_crops)
+        self.box_crops = _box_crops(mini, self.ids, tcfg.align_scenes if tcfg.align_steps else 0)  # (crops, labels)
         self.tcfg = tcfg
         self.to_tensor = type(preprocess)(preprocess.transforms[:-1])       # the encoder's resize and crop
         self.normalize = preprocess.transforms[-1]
@@ -386,8 +407,47 @@ def train_clip(cfg: CLIPConfig, tcfg: CLIPTrainConfig, data: CLIPTrainData, mode
                 loss = loss_fn(*model(x, texts[idx])[:3])
             opt.zero_grad(); loss.backward(); opt.step()
             with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
-            history.append(dict(step=step + 1, seconds=time.perf_counter() - t0, loss=loss.item()))
+            history.append(dict(step=step + 1, seconds=time.perf_counter() - t0, loss=loss.item(), phase="contrastive"))
+    history += align_texts(model, tcfg, data, texts, t0)
     return model.eval(), history
+
+def text_parameters(model) -> list:
+    "The text tower's parameters: everything but the image tower (`visual.*`) and the temperature."
+    return [p for n, p in model.named_parameters() if not n.startswith("visual.") and n != "logit_scale"]
+
+@torch.no_grad()
+def _box_features(model, data: CLIPTrainData, batch_size: int = 256) -> torch.Tensor:
+    "Normalised embeddings `(n, embed_dim)` of `data.box_crops` (eval mode, the encoder's own preprocessing)."
+    crops = data.box_crops[0]
+    x = [model.encode_image(torch.stack([data.normalize(data.to_tensor(c)) for c in crops[i:i + batch_size]]))
+         for i in range(0, len(crops), batch_size)]
+    return F.normalize(torch.cat(x), dim=-1)
+
+def align_texts(model, tcfg: CLIPTrainConfig, data: CLIPTrainData, texts: torch.Tensor, t0: float) -> list[dict]:
+    """Phase 2, locked-image text tuning: the image tower and temperature frozen, the text tower trained for
+    `tcfg.align_steps` steps so that every entity's prompt is the nearest to its pictures' box crops, each crop
+    scored against all `texts` (one tokenised prompt per entity). One history record per step."""
+    crops, labels = data.box_crops
+    if not tcfg.align_steps or not crops: return []
+    model.eval()
+    feats, labels = _box_features(model, data), torch.tensor(labels)
+    scale, params = model.logit_scale.exp().detach(), text_parameters(model)
+    frozen = [p for p in model.parameters() if all(p is not q for q in params)]
+    opt = torch.optim.AdamW(params, lr=tcfg.align_lr, weight_decay=tcfg.weight_decay)
+    g, history = torch.Generator().manual_seed(tcfg.seed), []
+    for p in frozen: p.requires_grad_(False)
+    model.train()
+    try:
+        for step in progress(range(tcfg.align_steps), desc="tiny CLIP, text alignment"):
+            for gr in opt.param_groups: gr["lr"] = tcfg.align_lr * 0.5 * (1 + math.cos(math.pi * step / tcfg.align_steps))
+            rows = torch.randint(len(feats), (tcfg.align_batch,), generator=g)
+            loss = F.cross_entropy(scale * feats[rows] @ F.normalize(model.encode_text(texts), dim=-1).T, labels[rows])
+            opt.zero_grad(); loss.backward(); opt.step()
+            history.append(dict(step=tcfg.steps + step + 1, seconds=time.perf_counter() - t0, loss=loss.item(),
+                                phase="align"))
+    finally:
+        for p in frozen: p.requires_grad_(True)
+    return history
 
 # %% ../nbs/05_vision.ipynb #c90a3d7c
 def zero_shot(encoder: ImageEncoder, crops: Sequence[Image.Image], texts: Sequence[str],
