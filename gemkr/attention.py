@@ -118,11 +118,11 @@ def _check_images(vit, images) -> None:
 
 # %% ../nbs/07_dual_flow.ipynb #476e4432
 @patch
-def features(self: ObjectAwareViT, images, regions, region_mask=None, return_attention=False):
+def features(self: ObjectAwareViT, images, regions, region_mask=None, return_attention=False, boxes=None):
     _check_images(self.vit, images)
     if regions.shape[0] != images.shape[0]:
         raise ValueError(f"regions: batch {regions.shape[0]}, but images: batch {images.shape[0]}")
-    prefix_in, key_mask = self.prefix(regions, region_mask)             # (B, L, n, d), (B, n)
+    prefix_in, key_mask = self.prefix(regions, region_mask, boxes)      # (B, L, n, d), (B, n)
     with torch.no_grad():
         x = self.vit._embeds(images)                                    # (B, T, d): CLS + patches
         hidden = [x := b(x) for b in self.vit.transformer.resblocks[:self.n_frozen]]
@@ -135,9 +135,9 @@ def features(self: ObjectAwareViT, images, regions, region_mask=None, return_att
 
 # %% ../nbs/07_dual_flow.ipynb #39c1c090
 @patch
-def forward(self: ObjectAwareViT, images, regions, region_mask=None) -> torch.Tensor:
-    "Visual tokens (B, 3, llm_dim) of `images` (B, 3, H, W) with region features (B, N, d)."
-    out = self.features(images, regions, region_mask)
+def forward(self: ObjectAwareViT, images, regions, region_mask=None, boxes=None) -> torch.Tensor:
+    "Visual tokens (B, 3, llm_dim) of `images` (B, 3, H, W) with region features (B, N, d) (and boxes (B, N, 4))."
+    out = self.features(images, regions, region_mask, boxes=boxes)
     return self.projection(out.cls, out.prefix_in[:, -1])
 
 @patch

@@ -25,16 +25,16 @@ from .retrieval import (KnowledgeBase, encode_text, load_tokenizer, save_tokeniz
 from .vision import (RESIZE_MODES, CLIPConfig, RegionExtractor, create_clip, crop_box, detector_hash,
                           load_image, top_regions, weights_hash)
 import open_clip
-from .prefix import PrefixConfig, order_boxes, trainable_counts
+from .prefix import PrefixConfig, normalise_boxes, order_boxes, trainable_counts
 from .attention import ObjectAwareViT
 
 # %% auto #0
 __all__ = ['IMAGE_TOKEN', 'QUESTION_FIELD', 'TEMPLATE', 'FINETUNE_MODES', 'IGNORE_INDEX', 'N_VISUAL', 'CLIP_MEAN', 'CLIP_STD',
            'BOX_SOURCES', 'LLAMA_7B', 'split_template', 'fill_template', 'GeMKRConfig', 'check_tokenizer',
            'tiny_llama_config', 'build_llm', 'add_lora', 'GeMKR', 'build_vision', 'build_gemkr', 'parameter_group',
-           'trainable_groups', 'check_trainable', 'GeMKRExample', 'TokenLayout', 'stack_examples', 'loss_full_logits',
-           'image_tensor', 'region_inputs', 'QueryInputs', 'mini_examples', 'GeMKRRetriever', 'save_gemkr',
-           'config_diff', 'load_gemkr', 'paper_counts']
+           'trainable_groups', 'check_trainable', 'GeMKRExample', 'TokenLayout', 'stack_examples', 'stack_boxes',
+           'loss_full_logits', 'image_tensor', 'region_inputs', 'QueryInputs', 'mini_examples', 'GeMKRRetriever',
+           'save_gemkr', 'config_diff', 'load_gemkr', 'paper_counts']
 
 # %% ../nbs/08_gemkr_model.ipynb #817efb88
 IMAGE_TOKEN = "<ImageHere>"   # replaced by the visual tokens
@@ -238,6 +238,7 @@ class GeMKRExample:
     region_mask: torch.Tensor         # (N,) bool, True = region present
     question: str
     clue: tuple[int, ...] | None = None
+    boxes: torch.Tensor | None = None  # (N, 4) the regions' boxes as fractions of the image (`PrefixConfig.region_boxes`)
 
 # %% ../nbs/08_gemkr_model.ipynb #52f0ad95
 @dataclass
@@ -304,11 +305,17 @@ def stack_examples(examples: Sequence[GeMKRExample]):
     return (torch.stack([e.image for e in examples]), torch.stack([e.regions for e in examples]),
             torch.stack([e.region_mask for e in examples]))
 
+def stack_boxes(examples: Sequence[GeMKRExample]) -> torch.Tensor | None:
+    "The examples' region boxes (B, N, 4), or None when they have none (a model without `region_boxes` ignores them)."
+    if any(e.boxes is None for e in examples): return None
+    return torch.stack([e.boxes for e in examples])
+
 @patch
-def visual_tokens(self: GeMKR, images, regions, region_mask=None) -> torch.Tensor:
+def visual_tokens(self: GeMKR, images, regions, region_mask=None, boxes=None) -> torch.Tensor:
     "The (B, n_visual, D) visual tokens (3 as released) of `images` (B, 3, S, S) with region features (B, N, d)."
     dev = self.causal_lm.get_input_embeddings().weight.device
-    return self.vision(images.to(dev), regions.to(dev), None if region_mask is None else region_mask.to(dev))
+    to = lambda t: None if t is None else t.to(dev)
+    return self.vision(to(images), to(regions), to(region_mask), to(boxes))
 
 # %% ../nbs/08_gemkr_model.ipynb #6d3a57f0
 @patch
@@ -330,7 +337,7 @@ def prepare(self: GeMKR, examples: Sequence[GeMKRExample], padding: str = "right
     if missing: raise ValueError(f"prepare needs a target clue in every example; none in {missing[:5]}")
     lay = self.layout([e.question for e in examples], [e.clue for e in examples], padding,
                       [e.qid for e in examples])
-    x = self.embed(lay, self.visual_tokens(*stack_examples(examples)))
+    x = self.embed(lay, self.visual_tokens(*stack_examples(examples), boxes=stack_boxes(examples)))
     return dict(inputs_embeds=x, attention_mask=lay.attention_mask.to(x.device), labels=lay.labels.to(x.device))
 
 # %% ../nbs/08_gemkr_model.ipynb #ac0f8a1a
@@ -405,33 +412,37 @@ def _boxes(self: QueryInputs, q: Query, image: Image.Image) -> list:
 
 @patch
 def regions_many(self: QueryInputs, queries: Sequence[Query], images: Sequence[Image.Image],
-                 batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """`(features (n, d), mask (n,))` of each query (its image already loaded), cached: the crops of every query
-    not in the cache are encoded together, `batch_size` at a time (`region_inputs` encodes one image's crops)."""
+                 batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """`(features (n, d), mask (n,), boxes (n, 4))` of each query (its image already loaded), the boxes as fractions
+    of the image in slot order (`normalise_boxes`); features cached: the crops of every query not in the cache are
+    encoded together, `batch_size` at a time (`region_inputs` encodes one image's crops)."""
     out, todo, size = [None] * len(queries), [], self.vision.vit.image_size[0]
     for j, (q, image) in enumerate(zip(queries, images)):
         boxes = self._boxes(q, image)
+        slots = order_boxes(boxes[:self.n], self.vision.cfg.region_order)
+        nbox = normalise_boxes(slots, image.size, self.n)
         file = self.cache / f"{fingerprint(self.key, Path(q.image), boxes)[:32]}.npz"
         try:
-            with np.load(file) as z: out[j] = torch.from_numpy(z["features"]), torch.from_numpy(z["mask"]); continue
+            with np.load(file) as z:
+                out[j] = torch.from_numpy(z["features"]), torch.from_numpy(z["mask"]), nbox; continue
         except (OSError, ValueError, KeyError, EOFError): pass       # missing or damaged: recompute
-        todo.append((j, order_boxes(boxes[:self.n], self.vision.cfg.region_order), file))
-    crops = [image_tensor(crop_box(images[j], b), size, self.vision.resize_mode) for j, boxes, _ in todo for b in boxes]
+        todo.append((j, slots, file, nbox))
+    crops = [image_tensor(crop_box(images[j], b), size, self.vision.resize_mode) for j, boxes, *_ in todo for b in boxes]
     with torch.no_grad():
         enc = [self.vision.encode_regions(torch.stack(crops[i:i + batch_size])) for i in range(0, len(crops), batch_size)]
     enc, k = (torch.cat(enc) if enc else None), 0
-    for j, boxes, file in todo:
+    for j, boxes, file, nbox in todo:
         feats, mask = torch.zeros(self.n, self.vision.width), torch.zeros(self.n, dtype=torch.bool)
         if boxes: feats[:len(boxes)], mask[:len(boxes)] = enc[k:k + len(boxes)], True
         k += len(boxes)
         file.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(file) as f: np.savez(f, features=feats.numpy(), mask=mask.numpy())
-        out[j] = feats, mask
+        out[j] = feats, mask, nbox
     return out
 
 @patch
-def regions(self: QueryInputs, q: Query, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-    "`(features (n, d), mask (n,))` of query `q` (its image already loaded), cached."
+def regions(self: QueryInputs, q: Query, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "`(features (n, d), mask (n,), boxes (n, 4))` of query `q` (its image already loaded), features cached."
     return self.regions_many([q], [image])[0]
 
 @patch
@@ -446,9 +457,9 @@ def __call__(self: QueryInputs, queries: Sequence[Query], chunk: int = 64) -> li
             if q.image is None: raise ValueError(f"query {q.qid!r} has no image file")
         images = [load_image(q.image) for q in part]                 # names a missing or broken file
         if prefetch is not None: prefetch(images)
-        for q, image, (feats, mask) in zip(part, images, self.regions_many(part, images)):
+        for q, image, (feats, mask, boxes) in zip(part, images, self.regions_many(part, images)):
             out.append(GeMKRExample(q.qid, image_tensor(image, size, self.vision.resize_mode), feats, mask,
-                                    q.question))
+                                    q.question, boxes=boxes))
     return out
 
 # %% ../nbs/08_gemkr_model.ipynb #c8c9438d
@@ -467,8 +478,8 @@ def mini_examples(mini, split: str, vision, boxes: str = "gold", detector=None, 
 @patch
 @torch.no_grad()
 def retrieve(self: GeMKR, images, regions, region_mask, questions: Sequence[str], kb: KnowledgeBase,
-             decoding_cfg: DecodingConfig | None = None) -> list[Retrieval]:
-    "Clues and ranked passages for each (image, regions, question), under `kb`'s FM-index."
+             decoding_cfg: DecodingConfig | None = None, boxes=None) -> list[Retrieval]:
+    "Clues and ranked passages for each (image, regions, question), under `kb`'s FM-index (`boxes`: `region_boxes`)."
     cfg = decoding_cfg or kb.decoding_config(max_clue_len=self.cfg.max_clue_len)
     if tokenizer_fingerprint(kb.tokenizer) != tokenizer_fingerprint(self.tokenizer):
         raise ValueError("the knowledge base was built with another tokenizer than the model's")
@@ -478,7 +489,7 @@ def retrieve(self: GeMKR, images, regions, region_mask, questions: Sequence[str]
     lay, was = self.layout(list(questions), padding="left"), self.training
     self.eval()
     try:
-        x = self.embed(lay, self.visual_tokens(images, regions, region_mask))
+        x = self.embed(lay, self.visual_tokens(images, regions, region_mask, boxes))
         return constrained_retrieve(self.causal_lm, kb.index, inputs_embeds=x,
                                     attention_mask=lay.attention_mask.to(x.device), cfg=cfg, tokenizer=kb.tokenizer)
     finally: self.train(was)
@@ -494,7 +505,8 @@ class GeMKRRetriever:
 
     def __call__(self, queries: Sequence[Query]) -> list[Retrieval]:
         exs = self.inputs(queries)
-        return self.model.retrieve(*stack_examples(exs), [e.question for e in exs], self.kb, self.config)
+        return self.model.retrieve(*stack_examples(exs), [e.question for e in exs], self.kb, self.config,
+                                   boxes=stack_boxes(exs))
 
 # %% ../nbs/08_gemkr_model.ipynb #b43abbef
 def _llm_weights(model: GeMKR) -> dict[str, torch.Tensor]:

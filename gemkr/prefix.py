@@ -12,8 +12,9 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from .core import check_float, check_int
 
 # %% auto #0
-__all__ = ['REGION_ORDERS', 'PrefixConfig', 'tiny_vit', 'vit_blocks', 'vit_shape', 'ObjectAwarePrefix', 'order_boxes',
-           'split_heads', 'in_projection', 'prefix_keys_values', 'VisualProjection', 'trainable_counts']
+__all__ = ['REGION_ORDERS', 'N_BOX_FEATURES', 'PrefixConfig', 'tiny_vit', 'vit_blocks', 'vit_shape', 'normalise_boxes',
+           'box_features', 'ObjectAwarePrefix', 'order_boxes', 'split_heads', 'in_projection', 'prefix_keys_values',
+           'VisualProjection', 'trainable_counts']
 
 # %% ../nbs/06_object_prefix.ipynb #4d15a290
 REGION_ORDERS = ("detector", "left_to_right")
@@ -33,6 +34,8 @@ class PrefixConfig:
     image_cls: bool = True     # False: the first visual token is a learned constant, not the image's CLS (an ablation)
     region_order: str = "detector"  # which region fills slot k: "detector" (as given: by confidence, released
                                     # code) or "left_to_right" (by box centre, so that a slot's index is a position)
+    region_boxes: bool = False      # True: a region's features also carry its box (`box_features`, through a
+                                    # zero-initialised linear map); not in the released code
 
     def __post_init__(self):
         check_int(self.n_prefix, "PrefixConfig.n_prefix", min=1)
@@ -47,7 +50,7 @@ class PrefixConfig:
             raise ValueError(f"PrefixConfig.absent must be 'zero' or 'drop', got {self.absent!r}")
         if self.region_order not in REGION_ORDERS:
             raise ValueError(f"PrefixConfig.region_order must be one of {REGION_ORDERS}, got {self.region_order!r}")
-        for f in ("train_ln", "use_regions", "gated", "image_cls"):
+        for f in ("train_ln", "use_regions", "gated", "image_cls", "region_boxes"):
             if not isinstance(getattr(self, f), bool):
                 raise TypeError(f"PrefixConfig.{f} must be True or False, got {getattr(self, f)!r}")
 
@@ -104,20 +107,55 @@ def _check_regions(regions: torch.Tensor, region_mask: torch.Tensor | None, n: i
         raise ValueError(f"region_mask: shape {tuple(region_mask.shape)}, expected (B, N) = {(B, N)}")
     return regions, region_mask
 
+# %% ../nbs/06_object_prefix.ipynb #60a4e4c3
+N_BOX_FEATURES = 5   # x0, y0, x1, y1 and the area, as fractions of the image
+
+def normalise_boxes(boxes, size: tuple[int, int], n: int) -> torch.Tensor:
+    "The first `n` pixel `boxes` (x0, y0, x1, y1) as fractions of an image of `size` (W, H), in [0, 1], zero-padded: (n, 4)."
+    W, H = size
+    if W <= 0 or H <= 0: raise ValueError(f"normalise_boxes: image size {tuple(size)}, both sides must be positive")
+    out, b = torch.zeros(n, 4), torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)[:n]
+    if len(b): out[:len(b)] = (b / torch.tensor([W, H, W, H], dtype=torch.float32)).clamp(0, 1)
+    return out
+
+def box_features(boxes: torch.Tensor) -> torch.Tensor:
+    "Normalised boxes (..., 4) -> (..., 5): the corners and the area."
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    return torch.stack([x0, y0, x1, y1, (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)], dim=-1)
+
+def _check_boxes(boxes, B: int, N: int) -> torch.Tensor:
+    "Checked normalised `boxes` (B, N, 4) of `PrefixConfig.region_boxes`."
+    if boxes is None:
+        raise ValueError("PrefixConfig.region_boxes=True needs the regions' boxes: boxes= (B, N, 4), fractions of "
+                         "the image (`normalise_boxes`)")
+    if not torch.is_tensor(boxes) or tuple(boxes.shape) != (B, N, 4):
+        got = tuple(boxes.shape) if torch.is_tensor(boxes) else type(boxes).__name__
+        raise ValueError(f"boxes: expected (B, N, 4) = {(B, N, 4)}, got {got}")
+    if not torch.isfinite(boxes).all() or (boxes.numel() and (boxes.min() < 0 or boxes.max() > 1)):
+        raise ValueError("boxes: expected fractions of the image in [0, 1] (`normalise_boxes`)")
+    return boxes
+
 # %% ../nbs/06_object_prefix.ipynb #04129da7
 class ObjectAwarePrefix(nn.Module):
-    "Learnable prefix `P` (L, n, d); `forward(regions, region_mask)` gives `P_l + R` for every block."
+    "Learnable prefix `P` (L, n, d); `forward(regions, region_mask, boxes)` gives `P_l + R` for every block."
     def __init__(self, cfg: PrefixConfig, width: int):
         super().__init__()
         self.cfg, self.width = cfg, check_int(width, "width", min=1)
         self.prefix = nn.Parameter(torch.randn(cfg.n_layers, cfg.n_prefix, width) * cfg.init_std)
+        if cfg.region_boxes:                                            # E(b) = W f(b) + c, zero at the start
+            self.box = nn.Linear(N_BOX_FEATURES, width)
+            nn.init.zeros_(self.box.weight); nn.init.zeros_(self.box.bias)
 
-    def forward(self, regions: torch.Tensor, region_mask: torch.Tensor | None = None):
+    def forward(self, regions: torch.Tensor, region_mask: torch.Tensor | None = None,
+                boxes: torch.Tensor | None = None):
         n, d = self.cfg.n_prefix, self.width
         regions, region_mask = _check_regions(regions, region_mask, n, d)
         B, N, _ = regions.shape
         R = regions.new_zeros(B, n, d)                                  # zero-padded to n slots
         if self.cfg.use_regions: R[:, :N] = regions.to(R.dtype) * region_mask[..., None]   # absent: zero
+        if self.cfg.region_boxes and self.cfg.use_regions:
+            f = box_features(_check_boxes(boxes, B, N)).to(R.dtype)
+            R[:, :N] = R[:, :N] + self.box(f) * region_mask[..., None]
         present = torch.zeros(B, n, dtype=torch.bool, device=R.device)
         present[:, :N] = region_mask
         keys = present if self.cfg.absent == "drop" else torch.ones_like(present)
@@ -166,6 +204,7 @@ class VisualProjection(nn.Module):
 def trainable_counts(cfg: PrefixConfig, width: int, heads: int) -> dict[str, int]:
     "Trainable parameters of the object-aware front-end, from the formula."
     c = {"prefix": cfg.n_layers * cfg.n_prefix * width, "gates": cfg.n_layers * heads,
-         "projection": width * cfg.llm_dim + cfg.llm_dim, "layernorm": 2 * width if cfg.train_ln else 0}
+         "projection": width * cfg.llm_dim + cfg.llm_dim, "layernorm": 2 * width if cfg.train_ln else 0,
+         "boxes": (N_BOX_FEATURES + 1) * width if cfg.region_boxes else 0}
     if not cfg.gated: c["gates"] = 0                                   # fixed at 1: nothing to train
     return c | {"total": sum(c.values())}

@@ -21,14 +21,14 @@ from .mini import MiniDataset, place_pictures, render_scene
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['RESIZE_MODES', 'CACHE_PREFIX', 'AUTOCAST_DTYPES', 'ROTATION', 'JITTER', 'INFERENCE_ONLY', 'setup_ultralytics_offline',
-           'yolo_class', 'torch_threads_kept', 'load_image', 'clip_box', 'crop_box', 'CLIPConfig', 'open_clip_name',
-           'checkpoint_path', 'in_cache', 'create_clip', 'save_clip', 'ImageEncoder', 'weights_hash', 'check_autocast',
-           'native_bf16', 'mixed_precision', 'CLIPTrainConfig', 'entity_prompt', 'CLIPTrainData', 'train_clip',
-           'text_parameters', 'align_texts', 'zero_shot', 'target_crops', 'zero_shot_accuracy', 'pretrained_clip',
-           'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash', 'write_yolo_dataset',
-           'detector_fit_fields', 'trained_detector', 'top_regions', 'region_features', 'detect_boxes', 'detect_many',
-           'RegionExtractor', 'box_iou', 'detected_target_crops']
+__all__ = ['RESIZE_MODES', 'CACHE_PREFIX', 'AUTOCAST_DTYPES', 'ROTATION', 'JITTER', 'ALIGN_LOOSE', 'INFERENCE_ONLY',
+           'setup_ultralytics_offline', 'yolo_class', 'torch_threads_kept', 'load_image', 'clip_box', 'crop_box',
+           'CLIPConfig', 'open_clip_name', 'checkpoint_path', 'in_cache', 'create_clip', 'save_clip', 'ImageEncoder',
+           'weights_hash', 'check_autocast', 'native_bf16', 'mixed_precision', 'CLIPTrainConfig', 'entity_prompt',
+           'CLIPTrainData', 'train_clip', 'text_parameters', 'align_texts', 'zero_shot', 'target_crops',
+           'zero_shot_accuracy', 'pretrained_clip', 'DetectorConfig', 'detector_yaml', 'load_detector', 'detector_hash',
+           'write_yolo_dataset', 'detector_fit_fields', 'trained_detector', 'top_regions', 'region_features',
+           'detect_boxes', 'detect_many', 'RegionExtractor', 'box_iou', 'detected_target_crops']
 
 # %% ../nbs/05_vision.ipynb #ffe77213
 def setup_ultralytics_offline() -> Path:
@@ -271,6 +271,8 @@ class CLIPTrainConfig:
     align_scenes: int = 3000        # train scenes whose pictures, cropped at their boxes, that phase reads
     align_batch: int = 2048         # crops per alignment step, each scored against every entity's prompt
     align_lr: float = 2e-3
+    align_jitter: bool = False      # True: each box also loosened as a detector frames it (`ALIGN_LOOSE`): a
+                                    # trade between ground-truth and detector crops (measured in the full runs below)
 
     def __post_init__(self):
         check_int(self.steps, "CLIPTrainConfig.steps", min=1)
@@ -285,6 +287,8 @@ class CLIPTrainConfig:
         check_int(self.align_scenes, "CLIPTrainConfig.align_scenes", min=0)
         check_int(self.align_batch, "CLIPTrainConfig.align_batch", min=1)
         check_float(self.align_lr, "CLIPTrainConfig.align_lr", min=0)
+        if not isinstance(self.align_jitter, bool):
+            raise TypeError(f"CLIPTrainConfig.align_jitter must be True or False, got {self.align_jitter!r}")
 
 def entity_prompt(entity: dict) -> str:
     "The text an entity's pictures are matched against."
@@ -312,15 +316,25 @@ def _scene_crops(mini: MiniDataset, ids: set, n: int) -> dict[str, list]:
             out.setdefault(e, []).append((crop, box)); count += 1
     return out
 
-def _box_crops(mini: MiniDataset, ids: Sequence[str], n_scenes: int) -> tuple[list, list[int]]:
-    "Every picture of the first `n_scenes` train scenes cropped at its box, and its entity's index in `ids`."
-    pos, crops, labels = {e: i for i, e in enumerate(ids)}, [], []
+ALIGN_LOOSE = ((0.9, 1.3), 0.1)   # a loosened box: sides scaled by U(0.9, 1.3), centre moved by up to 10% of a side
+
+def _box_crops(mini: MiniDataset, ids: Sequence[str], n_scenes: int, jitter: bool = False,
+               seed: int = 0) -> tuple[list, list[int]]:
+    """Every picture of the first `n_scenes` train scenes cropped at its box (and, with `jitter`, once more at a
+    loosened box, `ALIGN_LOOSE`), and its entity's index in `ids`."""
+    pos, crops, labels, rng = {e: i for i, e in enumerate(ids)}, [], [], random.Random(seed)
+    (lo, hi), shift = ALIGN_LOOSE
     for q in [q for q in mini.queries if q.meta["split"] == "train"][:n_scenes]:
         im = None
-        for e, box in zip(q.scene.entities, q.scene.boxes):
+        for e, (x0, y0, x1, y1) in zip(q.scene.entities, q.scene.boxes):
             if e not in pos: continue
             im = im or load_image(q.image)
-            crops.append(crop_box(im, box)); labels.append(pos[e])
+            crops.append(crop_box(im, (x0, y0, x1, y1))); labels.append(pos[e])
+            if jitter:
+                s, w, h = rng.uniform(lo, hi), x1 - x0, y1 - y0
+                cx, cy = (x0 + x1) / 2 + rng.uniform(-shift, shift) * w, (y0 + y1) / 2 + rng.uniform(-shift, shift) * h
+                crops.append(crop_box(im, (cx - s * w / 2, cy - s * h / 2, cx + s * w / 2, cy + s * h / 2)))
+                labels.append(pos[e])
     return crops, labels
 
 # %% ../nbs/05_vision.ipynb #5db75904
@@ -333,7 +347,8 @@ class CLIPTrainData:
         self.pictures = [_shrink(_pil_open(root / mini.entities[e]["image"]).convert("RGBA"), 96)[0]
                          for e in self.ids]
         self.crops = _scene_crops(mini, set(self.ids), tcfg.n_scene_crops)
-        self.box_crops = _box_crops(mini, self.ids, tcfg.align_scenes if tcfg.align_steps else 0)  # (crops, labels)
+        self.box_crops = _box_crops(mini, self.ids, tcfg.align_scenes if tcfg.align_steps else 0,   # (crops, labels)
+                                    tcfg.align_jitter, tcfg.seed)
         self.tcfg = tcfg
         self.to_tensor = type(preprocess)(preprocess.transforms[:-1])       # the encoder's resize and crop
         self.normalize = preprocess.transforms[-1]
