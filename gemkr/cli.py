@@ -437,17 +437,14 @@ def image_regions(p: Preset, image, n: int) -> tuple[list, str]:
 def retrieve_image(model, kb, image_path, question: str, p: Preset, top: int = 5) -> dict:
     "Clues and the `top` ranked passages of GeMKR `model` for one image file and question."
     from gemkr.model import image_tensor, region_inputs
-    from gemkr.prefix import normalise_boxes, order_boxes
     from gemkr.vision import load_image
     if not question.strip(): raise ValueError("--question is empty")
     image = load_image(image_path)                                   # names a missing or unreadable file
     boxes, source = image_regions(p, image, model.cfg.n_regions)
-    feats, mask = region_inputs(model.vision, image, boxes, model.cfg.n_regions)
+    feats, mask, slots = region_inputs(model.vision, image, boxes, model.cfg.n_regions)
     x = image_tensor(image, model.vision.vit.image_size[0], model.vision.resize_mode)
     cfg = dataclasses.replace(p.decoding, eos_token_id=kb.eos_token_id, pad_token_id=kb.pad_token_id,
                               max_clue_len=model.cfg.max_clue_len)
-    n = model.cfg.n_regions
-    slots = normalise_boxes(order_boxes(list(boxes)[:n], model.vision.cfg.region_order), image.size, n)
     r = model.retrieve(x[None], feats[None], mask[None], [question], kb, cfg, boxes=slots[None])[0]
     docs = [dict(rank=i + 1, title=kb.passages[d].title, id=kb.passages[d].id, score=round(float(s), 3),
                  text=kb.passages[d].text) for i, (d, s) in enumerate(r.docs[:top])]

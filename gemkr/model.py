@@ -373,14 +373,16 @@ def image_tensor(image: Image.Image, size: int, resize_mode: str = CLIPConfig.re
     return _clip_transform(size, resize_mode)(image.convert("RGB"))
 
 @torch.no_grad()
-def region_inputs(vision: ObjectAwareViT, image: Image.Image, boxes, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    "Features (n, d) of the crops of the first `n` `boxes` (zero-padded) and their mask (n,)."
+def region_inputs(vision: ObjectAwareViT, image: Image.Image, boxes, n: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features (n, d) of the crops of the first `n` `boxes` (zero-padded), their mask (n,) and the boxes as
+    fractions of the image in slot order (n, 4), as `QueryInputs.regions_many` gives them for many images."""
     boxes, size = order_boxes(list(boxes)[:n], vision.cfg.region_order), vision.vit.image_size[0]
     feats, mask = torch.zeros(n, vision.width), torch.zeros(n, dtype=torch.bool)
     if boxes:
         crops = torch.stack([image_tensor(crop_box(image, b), size, vision.resize_mode) for b in boxes])
         feats[:len(boxes)], mask[:len(boxes)] = vision.encode_regions(crops), True
-    return feats, mask
+    return feats, mask, normalise_boxes(boxes, image.size, n)
 
 # %% ../nbs/08_gemkr_model.ipynb #6ea01aed
 BOX_SOURCES = ("gold", "detector")

@@ -426,9 +426,11 @@ def train_clip(cfg: CLIPConfig, tcfg: CLIPTrainConfig, data: CLIPTrainData, mode
     history += align_texts(model, tcfg, data, texts, t0)
     return model.eval(), history
 
+def _in_text_tower(name: str) -> bool: return not name.startswith("visual.") and name != "logit_scale"
+
 def text_parameters(model) -> list:
     "The text tower's parameters: everything but the image tower (`visual.*`) and the temperature."
-    return [p for n, p in model.named_parameters() if not n.startswith("visual.") and n != "logit_scale"]
+    return [p for n, p in model.named_parameters() if _in_text_tower(n)]
 
 @torch.no_grad()
 def _box_features(model, data: CLIPTrainData, batch_size: int = 256) -> torch.Tensor:
@@ -447,7 +449,7 @@ def align_texts(model, tcfg: CLIPTrainConfig, data: CLIPTrainData, texts: torch.
     model.eval()
     feats, labels = _box_features(model, data), torch.tensor(labels)
     scale, params = model.logit_scale.exp().detach(), text_parameters(model)
-    frozen = [p for p in model.parameters() if all(p is not q for q in params)]
+    frozen = [p for n, p in model.named_parameters() if not _in_text_tower(n)]
     opt = torch.optim.AdamW(params, lr=tcfg.align_lr, weight_decay=tcfg.weight_decay)
     g, history = torch.Generator().manual_seed(tcfg.seed), []
     for p in frozen: p.requires_grad_(False)
