@@ -48,6 +48,11 @@ def _pretraining(p, v: str):
         return p
     return with_field(p, "train.pretrain", None)
 
+def _selector(p, v: str):
+    from gemkr.selection import SelectorConfig
+    return with_field(p, "train.model.selector",
+                      {"off": None, "on": SelectorConfig(), "unsupervised": SelectorConfig(loss_weight=0.0)}[v])
+
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("clue", "Which clue should the model learn to write?", ("first_sentence", "span", "title"),
              _setter("train.clue.kind"), headline="test_heldout"),
@@ -63,6 +68,8 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("mapping", "How should clues become a ranking?", ("first", "unique", "aggregate"),
              _setter("decoding.rank_mode"), retrains=False),
     Ablation("finetune", "LoRA adapters or the whole LLM?", ("full", "lora"), _setter("train.model.finetune")),
+    Ablation("selector", "Does a question-conditioned region selector (chapter 07a, not in the paper) help?",
+             ("off", "on", "unsupervised"), _selector),
 ]}
 
 def get_ablation(name: str) -> Ablation:

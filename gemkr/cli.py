@@ -76,11 +76,14 @@ def _check_preset_fields(p: Preset) -> None:
 def mini_preset() -> Preset:
     """GeMKR-Mini on a CPU: chapter 09's recipe without stage 1 (chapter 11), chapter 05's vision models, and GeMKR
     trained on the detector's boxes, the ones it is evaluated with (chapter 10 measures why), on a Mini of 12,000
-    training queries for 4,000 steps in bfloat16 mixed precision."""
+    training queries for 4,000 steps in bfloat16 mixed precision, with chapter 07a's region selector (not in the
+    paper: the tiny LLM does not learn which picture a question means on its own)."""
+    from gemkr.selection import SelectorConfig
     train = _mini_preset()
     tune = dataclasses.replace(train.tune, steps=4000, autocast="bfloat16")
+    model = dataclasses.replace(train.model, selector=SelectorConfig())
     return Preset(name="mini", mini=MiniConfig(n_train=12_000),
-                  train=dataclasses.replace(train, pretrain=None, boxes="detector", tune=tune))
+                  train=dataclasses.replace(train, model=model, pretrain=None, boxes="detector", tune=tune))
 
 # %% ../nbs/12_cli.ipynb #b6f18a23
 def _tiny_train(**kw):
@@ -93,12 +96,13 @@ def tiny_preset() -> Preset:
     from gemkr.decoding import DecodingConfig
     from gemkr.model import GeMKRConfig
     from gemkr.prefix import PrefixConfig
+    from gemkr.selection import SelectorConfig
     from gemkr.train import MINI_TEMPLATE, KBPretrainConfig, MiniPreset
     from gemkr.vision import CLIPConfig
     clip = CLIPConfig(image_size=32, patch_size=8, width=64, layers=2, embed_dim=64, text_width=64, text_layers=1)
     model = GeMKRConfig(clip=clip, prefix=PrefixConfig(n_layers=1, llm_dim=64), hidden_size=64, num_layers=2,
                         num_heads=2, intermediate_size=128, max_positions=128, template=MINI_TEMPLATE,
-                        finetune="full")
+                        finetune="full", selector=SelectorConfig(width=16, layers=1))       # as in `mini`
     train = MiniPreset(model=model, clue=ClueConfig(kind="first_sentence"), vocab_size=1000,
                        pretrain=KBPretrainConfig(seq_len=64, n_other=10, train=_tiny_train(steps=2)),
                        tune=_tiny_train(steps=4), pretrained_clip=False, n_train=16, n_val=4)

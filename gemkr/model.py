@@ -27,14 +27,16 @@ from .vision import (RESIZE_MODES, CLIPConfig, RegionExtractor, create_clip, cro
 import open_clip
 from .prefix import PrefixConfig, normalise_boxes, order_boxes, trainable_counts
 from .attention import ObjectAwareViT
+from .selection import (RegionSelector, SelectorConfig, selected_features, selection_loss, selection_weights,
+                        target_slot)
 
 # %% auto #0
 __all__ = ['IMAGE_TOKEN', 'QUESTION_FIELD', 'TEMPLATE', 'FINETUNE_MODES', 'IGNORE_INDEX', 'N_VISUAL', 'CLIP_MEAN', 'CLIP_STD',
            'BOX_SOURCES', 'LLAMA_7B', 'split_template', 'fill_template', 'GeMKRConfig', 'check_tokenizer',
            'tiny_llama_config', 'build_llm', 'add_lora', 'GeMKR', 'build_vision', 'build_gemkr', 'parameter_group',
            'trainable_groups', 'check_trainable', 'GeMKRExample', 'TokenLayout', 'stack_examples', 'stack_boxes',
-           'loss_full_logits', 'image_tensor', 'region_inputs', 'QueryInputs', 'mini_examples', 'GeMKRRetriever',
-           'save_gemkr', 'config_diff', 'load_gemkr', 'paper_counts']
+           'loss_full_logits', 'image_tensor', 'region_inputs', 'QueryInputs', 'scene_target', 'mini_examples',
+           'GeMKRRetriever', 'save_gemkr', 'config_diff', 'load_gemkr', 'paper_counts']
 
 # %% ../nbs/08_gemkr_model.ipynb #817efb88
 IMAGE_TOKEN = "<ImageHere>"   # replaced by the visual tokens
@@ -83,6 +85,7 @@ class GeMKRConfig:
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")   # + "k_proj", "o_proj": the paper's ~14M variant
     seed: int = 0                  # seeds the new parameters (prefix, projection, LoRA, tiny LLaMA)
+    selector: SelectorConfig | None = None   # a question-conditioned region selector (chapter 07a; not in the paper)
 
     def __post_init__(self): _check_gemkr_config(self)
 
@@ -90,6 +93,8 @@ class GeMKRConfig:
 def _check_gemkr_config(c: GeMKRConfig) -> None:
     if not isinstance(c.clip, CLIPConfig): raise TypeError("GeMKRConfig.clip must be a CLIPConfig")
     if not isinstance(c.prefix, PrefixConfig): raise TypeError("GeMKRConfig.prefix must be a PrefixConfig")
+    if c.selector is not None and not isinstance(c.selector, SelectorConfig):
+        raise TypeError("GeMKRConfig.selector must be a SelectorConfig or None")
     for f in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions", "max_clue_len",
               "n_regions", "lora_r", "lora_alpha"):
         check_int(getattr(c, f), f"GeMKRConfig.{f}", min=1)
@@ -162,6 +167,16 @@ class GeMKR(nn.Module):
         self.cfg, self.vision, self.llm, self.tokenizer = cfg, vision, llm, tokenizer
         self.bos, self.eos, self.pad = check_tokenizer(tokenizer)
         split_template(cfg.template, "GeMKRConfig.template")
+        if cfg.selector is not None:                              # chapter 07a, seeded like the other new parts
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                D = llm.get_input_embeddings().embedding_dim
+                self.selector = RegionSelector(cfg.selector, vision.width, D)
+
+    @property
+    def n_visual(self) -> int:
+        "Visual tokens per prompt: `cfg.prefix.n_visual`, and one more, the selected region, with a selector."
+        return self.cfg.prefix.n_visual + (self.cfg.selector is not None)
 
     @property
     def causal_lm(self) -> LlamaForCausalLM:
@@ -205,6 +220,7 @@ def parameter_group(name: str) -> str:
     if name.startswith("vision.prefix."): return "prefix"
     if name.startswith("vision.blocks.") and name.endswith(".gate"): return "gates"
     if name.startswith("llm."): return "llm"
+    if name.startswith("selector."): return "selector"
     if name.startswith("vision."): return "vit"
     return "other"
 
@@ -219,6 +235,7 @@ def check_trainable(model: GeMKR) -> dict[str, int]:
     "Assert trainable = LoRA (or the LLM) + projection + prefix + gates, nothing else; returns the counts."
     want = {"lora" if model.cfg.finetune == "lora" else "llm", "projection", "prefix"}
     if model.cfg.prefix.gated: want.add("gates")                 # ungated (an ablation): g_h = 1, fixed
+    if model.cfg.selector is not None: want.add("selector")
     got = trainable_groups(model)
     if set(got) != want:
         raise AssertionError(f"trainable groups {sorted(got)}, expected {sorted(want)}")
@@ -239,6 +256,7 @@ class GeMKRExample:
     question: str
     clue: tuple[int, ...] | None = None
     boxes: torch.Tensor | None = None  # (N, 4) the regions' boxes as fractions of the image (`PrefixConfig.region_boxes`)
+    target: int | None = None          # the slot of the region the question means, when known (`target_slot`, 07a)
 
 # %% ../nbs/08_gemkr_model.ipynb #52f0ad95
 @dataclass
@@ -275,7 +293,7 @@ def layout(self: GeMKR, questions: Sequence[str], clues: Sequence | None = None,
     "The token layout of a batch: prompts (and clues + EOS as labels, when given), padded on `padding`."
     if padding not in ("left", "right"): raise ValueError(f"padding must be 'left' or 'right', got {padding!r}")
     qids = list(qids) if qids is not None else [str(i) for i in range(len(questions))]
-    rows, labels, nv = [], [], self.cfg.prefix.n_visual
+    rows, labels, nv = [], [], self.n_visual
     for i, q in enumerate(questions):
         before, after = self.prompt_ids(q)
         target = self._target(qids[i], clues[i]) if clues is not None else []
@@ -311,17 +329,26 @@ def stack_boxes(examples: Sequence[GeMKRExample]) -> torch.Tensor | None:
     return torch.stack([e.boxes for e in examples])
 
 @patch
-def visual_tokens(self: GeMKR, images, regions, region_mask=None, boxes=None) -> torch.Tensor:
-    "The (B, n_visual, D) visual tokens (3 as released) of `images` (B, 3, S, S) with region features (B, N, d)."
+def visual_tokens(self: GeMKR, images, regions, region_mask=None, boxes=None, questions: Sequence[str] | None = None,
+                  return_scores: bool = False):
+    """The (B, n_visual, D) visual tokens (3 as released) of `images` (B, 3, S, S) with region features (B, N, d);
+    with a selector (chapter 07a) the selected region's token comes last, and `return_scores` adds its scores (B, N)."""
     dev = self.causal_lm.get_input_embeddings().weight.device
     to = lambda t: None if t is None else t.to(dev)
-    return self.vision(to(images), to(regions), to(region_mask), to(boxes))
+    v = self.vision(to(images), to(regions), to(region_mask), to(boxes))
+    if self.cfg.selector is None: return (v, None) if return_scores else v
+    if region_mask is None: region_mask = torch.ones(regions.shape[:2], dtype=torch.bool)
+    scores = self.select(regions, region_mask, boxes, questions)
+    pr = self.vision.projection                               # the visual tokens' own LayerNorm and projection
+    r = selected_features(selection_weights(scores, region_mask.to(dev)), regions.to(dev))   # (B, d)
+    v = torch.cat([v, pr.proj(pr.ln(r))[:, None].to(v.dtype)], 1)
+    return (v, scores) if return_scores else v
 
 # %% ../nbs/08_gemkr_model.ipynb #6d3a57f0
 @patch
 def embed(self: GeMKR, lay: TokenLayout, visual: torch.Tensor) -> torch.Tensor:
     "`inputs_embeds` (B, T, D): the ids' embeddings with `visual` (B, n_visual, D) at the image positions."
-    B, nv = lay.input_ids.shape[0], self.cfg.prefix.n_visual
+    B, nv = lay.input_ids.shape[0], self.n_visual
     if tuple(visual.shape[:2]) != (B, nv):
         raise ValueError(f"visual tokens of shape {tuple(visual.shape)} for {B} prompts: expected ({B}, {nv}, D)")
     emb = self.causal_lm.get_input_embeddings()
@@ -337,8 +364,12 @@ def prepare(self: GeMKR, examples: Sequence[GeMKRExample], padding: str = "right
     if missing: raise ValueError(f"prepare needs a target clue in every example; none in {missing[:5]}")
     lay = self.layout([e.question for e in examples], [e.clue for e in examples], padding,
                       [e.qid for e in examples])
-    x = self.embed(lay, self.visual_tokens(*stack_examples(examples), boxes=stack_boxes(examples)))
-    return dict(inputs_embeds=x, attention_mask=lay.attention_mask.to(x.device), labels=lay.labels.to(x.device))
+    v, scores = self.visual_tokens(*stack_examples(examples), boxes=stack_boxes(examples),
+                                   questions=[e.question for e in examples], return_scores=True)
+    x = self.embed(lay, v)
+    out = dict(inputs_embeds=x, attention_mask=lay.attention_mask.to(x.device), labels=lay.labels.to(x.device))
+    if scores is not None: out["selection"] = (scores, [e.target for e in examples])   # the selector's scores, targets
+    return out
 
 # %% ../nbs/08_gemkr_model.ipynb #ac0f8a1a
 def loss_full_logits(model: GeMKR, inputs_embeds, attention_mask, labels) -> torch.Tensor:
@@ -348,15 +379,18 @@ def loss_full_logits(model: GeMKR, inputs_embeds, attention_mask, labels) -> tor
 
 # %% ../nbs/08_gemkr_model.ipynb #b66036f9
 @patch
-def loss(self: GeMKR, inputs_embeds, attention_mask, labels) -> torch.Tensor:
-    "Mean cross-entropy of the clue tokens and EOS, the LM head applied only at the positions that predict them."
+def loss(self: GeMKR, inputs_embeds, attention_mask, labels, selection=None) -> torch.Tensor:
+    """Mean cross-entropy of the clue tokens and EOS, the LM head applied only at the positions that predict them;
+    plus `loss_weight` x the selection loss of `selection` = (scores, targets), from `prepare`, with a selector."""
     lm = self.causal_lm
     h = lm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
     target = labels[:, 1:]                                      # position t predicts label t + 1
     keep = target != IGNORE_INDEX                                # (B, T-1)
     if not bool(keep.any()): raise ValueError("loss: no label positions (every label is -100)")
     logits = lm.lm_head(h[:, :-1][keep])                        # (n, V): n = clue tokens + EOS in the batch
-    return F.cross_entropy(logits.float(), target[keep])
+    clue = F.cross_entropy(logits.float(), target[keep])
+    w = self.cfg.selector.loss_weight if self.cfg.selector is not None else 0.0
+    return clue + w * selection_loss(*selection) if selection is not None and w else clue
 
 # %% ../nbs/08_gemkr_model.ipynb #47ca2151
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -461,8 +495,14 @@ def __call__(self: QueryInputs, queries: Sequence[Query], chunk: int = 64) -> li
         if prefetch is not None: prefetch(images)
         for q, image, (feats, mask, boxes) in zip(part, images, self.regions_many(part, images)):
             out.append(GeMKRExample(q.qid, image_tensor(image, size, self.vision.resize_mode), feats, mask,
-                                    q.question, boxes=boxes))
+                                    q.question, boxes=boxes, target=scene_target(q, boxes, mask)))
     return out
+
+# %% ../nbs/08_gemkr_model.ipynb #9816b00b
+def scene_target(q: Query, boxes: torch.Tensor, region_mask: torch.Tensor) -> int | None:
+    "The slot among the regions' normalised `boxes` (N, 4) of the picture `q`'s question means, if `q` has a scene."
+    if q.scene is None: return None
+    return target_slot(boxes, region_mask, normalise_boxes([q.scene.boxes[q.scene.target]], q.scene.size, 1)[0])
 
 # %% ../nbs/08_gemkr_model.ipynb #c8c9438d
 def mini_examples(mini, split: str, vision, boxes: str = "gold", detector=None, detector_key: str | None = None,
@@ -491,7 +531,7 @@ def retrieve(self: GeMKR, images, regions, region_mask, questions: Sequence[str]
     lay, was = self.layout(list(questions), padding="left"), self.training
     self.eval()
     try:
-        x = self.embed(lay, self.visual_tokens(images, regions, region_mask, boxes))
+        x = self.embed(lay, self.visual_tokens(images, regions, region_mask, boxes, questions))
         return constrained_retrieve(self.causal_lm, kb.index, inputs_embeds=x,
                                     attention_mask=lay.attention_mask.to(x.device), cfg=cfg, tokenizer=kb.tokenizer)
     finally: self.train(was)
@@ -529,6 +569,9 @@ def _write_checkpoint(model: GeMKR, folder: Path) -> None:
     save_config(model.cfg, folder / "config.json")
     save_tokenizer(model.tokenizer, folder / "tokenizer")
     save_file(_trained_vision(model), str(folder / "trained.safetensors"))
+    if model.cfg.selector is not None:
+        save_file({k: v.detach().contiguous() for k, v in model.selector.state_dict().items()},
+                  str(folder / "selector.safetensors"))
     if model.cfg.finetune == "lora": model.llm.save_pretrained(folder / "adapter")
     if model.cfg.llm_path is None or model.cfg.finetune == "full":
         save_file(_llm_weights(model), str(folder / "llm.safetensors"))
@@ -587,6 +630,9 @@ def load_gemkr(folder, cfg: GeMKRConfig | None = None) -> GeMKR:
     missing, unexpected = model.vision.load_state_dict(_load_tensors(folder / "trained.safetensors"), strict=False)
     if unexpected or set(missing) & set(_trained_vision(model)):
         raise ValueError(f"{folder / 'trained.safetensors'}: does not fit the configured vision front-end")
+    if saved.selector is not None:
+        try: model.selector.load_state_dict(_load_tensors(folder / "selector.safetensors"))
+        except RuntimeError: raise ValueError(f"{folder / 'selector.safetensors'}: does not fit the configured selector") from None
     if saved.finetune == "lora": _load_adapter(model, folder / "adapter")
     return model.eval()
 
@@ -594,6 +640,28 @@ def _load_adapter(model: GeMKR, folder: Path) -> None:
     from peft import set_peft_model_state_dict
     res = set_peft_model_state_dict(model.llm, _load_tensors(folder / "adapter_model.safetensors"))
     if res.unexpected_keys: raise ValueError(f"{folder}: adapter weights do not fit ({res.unexpected_keys[:3]})")
+
+# %% ../nbs/08_gemkr_model.ipynb #6919de03
+@patch
+def question_embeds(self: GeMKR, questions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    "The LLM's input embeddings of each question's tokens (B, T, D), right-padded, and their mask (B, T)."
+    emb = self.causal_lm.get_input_embeddings()
+    ids = [encode_text(self.tokenizer, q) for q in questions]
+    tok = torch.full((len(ids), max([1, *map(len, ids)])), self.pad, dtype=torch.long)
+    mask = torch.zeros(tok.shape, dtype=torch.bool)
+    for i, r in enumerate(ids): tok[i, :len(r)], mask[i, :len(r)] = torch.tensor(r, dtype=torch.long), True
+    return emb(tok.to(emb.weight.device)), mask.to(emb.weight.device)
+
+@patch
+def select(self: GeMKR, regions, region_mask, boxes, questions: Sequence[str]) -> torch.Tensor:
+    "The selector's scores (B, N) of the regions (B, N, d) with their `boxes` (B, N, 4) for the `questions`."
+    if self.cfg.selector is None: raise ValueError("this model has no selector (GeMKRConfig.selector is None)")
+    if questions is None or boxes is None:
+        raise ValueError("GeMKRConfig.selector needs the questions and the regions' boxes (B, N, 4) (`normalise_boxes`)")
+    if len(questions) != regions.shape[0]:
+        raise ValueError(f"{len(questions)} questions for {regions.shape[0]} images")
+    q, qmask = self.question_embeds(questions)
+    return self.selector(q, qmask, boxes.to(q.device), region_mask.to(q.device), regions.to(q.device))
 
 # %% ../nbs/08_gemkr_model.ipynb #5f75cb75
 LLAMA_7B = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,

@@ -309,3 +309,54 @@ def test_checkpoint_files_follow_the_umask(model, tmp_path):
     for folder in folders:
         for p in [folder, *folder.rglob("*")]:
             assert p.stat().st_mode & 0o777 == (0o750 if p.is_dir() else 0o640), p
+
+
+# --- the region selector (chapter 07a) -------------------------------------------------------------------
+
+def _boxed(ex, seed=0):
+    "`ex` with random normalised boxes for its regions (zero for the absent ones)."
+    g = torch.Generator().manual_seed(seed)
+    lo = torch.rand(10, 2, generator=g) * 0.5
+    return dataclasses.replace(ex, boxes=torch.cat([lo, lo + 0.4], -1) * ex.region_mask[:, None])
+
+
+def test_selector_checkpoint_round_trip_and_a_misfit_selector_file(tok, tmp_path):
+    from gemkr.core import write_manifest
+    from gemkr.selection import SelectorConfig
+    m = _perturb(build_gemkr(GeMKRConfig(selector=SelectorConfig(width=16, layers=1), **SMALL), tok))
+    exs = [_boxed(_example("a", TEXTS[4], (5, 6), 3, 0), 0), _boxed(_example("b", TEXTS[5], (7,), 1, 1), 1)]
+    folder = save_gemkr(m, tmp_path / "ckpt")
+    back = load_gemkr(folder, m.cfg)
+    args = (*stack_examples(exs), torch.stack([e.boxes for e in exs]), [e.question for e in exs])
+    with torch.no_grad(): torch.testing.assert_close(back.visual_tokens(*args), m.visual_tokens(*args), atol=1e-6, rtol=0)
+    other = build_gemkr(GeMKRConfig(selector=SelectorConfig(width=32, layers=1), **SMALL), tok)
+    save_gemkr(other, tmp_path / "other")
+    (folder / "selector.safetensors").write_bytes((tmp_path / "other" / "selector.safetensors").read_bytes())
+    write_manifest(folder, "gemkr-checkpoint-1")                     # consistent files, the wrong selector
+    with pytest.raises(ValueError, match="selector.safetensors: does not fit the configured selector"):
+        load_gemkr(folder)
+
+
+def test_config_saved_before_the_selector_loads_without_one(model, tmp_path):
+    import json
+    from gemkr.core import load_config, save_config
+    save_config(model.cfg, tmp_path / "config.json")
+    d = json.loads((tmp_path / "config.json").read_text()); d.pop("selector")
+    (tmp_path / "config.json").write_text(json.dumps(d))
+    assert load_config(GeMKRConfig, tmp_path / "config.json").selector is None
+
+
+def test_selector_learns_which_region_a_question_means(tok):
+    "Two regions, two questions, each meaning one of them: the model learns which, from its targets."
+    from gemkr.selection import SelectorConfig
+    m = build_gemkr(GeMKRConfig(finetune="full", selector=SelectorConfig(width=16, layers=1), **SMALL), tok).train()
+    left, right = TEXTS[4], TEXTS[5]                                 # words the tokenizer knows
+    boxes = torch.zeros(10, 4); boxes[0], boxes[1] = torch.tensor([0, 0, .4, .4]), torch.tensor([.6, 0, 1, .4])
+    exs = [dataclasses.replace(_example(str(i), q, (5,), 2, i), boxes=boxes, target=t)
+           for i, (q, t) in enumerate([(left, 0), (right, 1), (left, 0), (right, 1)])]
+    torch.manual_seed(0)
+    _fit(m, exs, 40)
+    scores = m.prepare(exs)["selection"][0]
+    assert scores.argmax(-1).tolist() == [0, 1, 0, 1], scores
+    with pytest.raises(ValueError, match="needs the questions"):
+        m.visual_tokens(*stack_examples(exs))
