@@ -26,7 +26,7 @@ def preset(image_cls: bool):
     from gemkr.cli import mini_preset
     p = mini_preset().train                       # as measured: 1,500 float32 steps (the preset has since grown)
     for name, value in (("model.prefix.image_cls", image_cls), ("boxes", "gold"), ("tune.steps", 1500),
-                        ("tune.autocast", None)):
+                        ("tune.autocast", None), ("model.selector", None)):      # no selector (chapter 07a) then
         p = with_field(p, name, value)
     return p
 

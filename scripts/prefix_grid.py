@@ -25,7 +25,8 @@ def preset(visual_slots: int, init_std: float, steps: int):
     from gemkr.cli import mini_preset
     p = mini_preset().train
     for name, value in (("model.prefix.visual_slots", visual_slots), ("model.prefix.init_std", init_std),
-                        ("tune.steps", steps), ("tune.autocast", None), ("boxes", "gold")):  # float32, as measured
+                        ("tune.steps", steps), ("tune.autocast", None), ("boxes", "gold"),   # float32, as measured
+                        ("model.selector", None)):                                           # before chapter 07a
         p = with_field(p, name, value)
     return p
 

@@ -17,12 +17,13 @@ def test_prefix_grid_changes_only_its_fields():
     from gemkr.cli import mini_preset
     grid = _script("prefix_grid")
     base = config_to_dict(mini_preset().train)
+    no_selector = ("model.selector", base["model"]["selector"], None)
     assert config_differences(base, config_to_dict(grid.preset(10, 0.02, 1500))) == [
-        ("boxes", "detector", "gold"), ("tune.autocast", "bfloat16", None), ("tune.steps", 4000, 1500)]
+        ("boxes", "detector", "gold"), no_selector, ("tune.autocast", "bfloat16", None), ("tune.steps", 3600, 1500)]
     diff = config_differences(base, config_to_dict(grid.preset(2, 1.0, 500)))
     assert diff == [("boxes", "detector", "gold"), ("model.prefix.init_std", 0.02, 1.0),
-                    ("model.prefix.visual_slots", 10, 2), ("tune.autocast", "bfloat16", None),
-                    ("tune.steps", 4000, 500)]
+                    ("model.prefix.visual_slots", 10, 2), no_selector, ("tune.autocast", "bfloat16", None),
+                    ("tune.steps", 3600, 500)]
     assert {k for k, _ in grid.RUNS} == {2, 10}
 
 
@@ -40,7 +41,8 @@ def test_llm_probe_changes_only_its_fields():
     from gemkr.cli import mini_preset
     probe = _script("llm_probe")
     base = config_to_dict(mini_preset().train)
-    measured = [("tune.autocast", "bfloat16", None), ("tune.steps", 4000, 1500)]
+    no_selector = ("model.selector", base["model"]["selector"], None)
+    measured = [no_selector, ("tune.autocast", "bfloat16", None), ("tune.steps", 3600, 1500)]
     assert config_differences(base, config_to_dict(probe.preset(True))) == [("boxes", "detector", "gold")] + measured
     assert config_differences(base, config_to_dict(probe.preset(False))) == [
         ("boxes", "detector", "gold"), ("model.prefix.image_cls", True, False)] + measured
