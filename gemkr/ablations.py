@@ -49,9 +49,11 @@ def _pretraining(p, v: str):
     return with_field(p, "train.pretrain", None)
 
 def _selector(p, v: str):
+    "off: no selector; on: the preset's selector (or a default one); unsupervised: the same without its selection loss."
     from gemkr.selection import SelectorConfig
-    return with_field(p, "train.model.selector",
-                      {"off": None, "on": SelectorConfig(), "unsupervised": SelectorConfig(loss_weight=0.0)}[v])
+    if v == "off": return with_field(p, "train.model.selector", None)
+    sel = p.train.model.selector or SelectorConfig()
+    return with_field(p, "train.model.selector", sel if v == "on" else dataclasses.replace(sel, loss_weight=0.0))
 
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("clue", "Which clue should the model learn to write?", ("first_sentence", "span", "title"),

@@ -1,5 +1,5 @@
 """`gemkr ablate` (gemkr.ablations): results appended per value and seed, errors, two processes at once."""
-import os, subprocess, sys
+import dataclasses, os, subprocess, sys
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -73,3 +73,16 @@ def test_killed_ablate_leaves_the_old_csv_whole(tmp_path):
     assert set(map(tuple, before[["ablation", "value", "seed", "split", "relevance"]].values)) <= \
         set(map(tuple, after[["ablation", "value", "seed", "split", "relevance"]].values))
     assert not after.duplicated(["ablation", "value", "seed", "split", "relevance"]).any()
+
+
+def test_selector_ablation_keeps_a_presets_own_selector():
+    from gemkr.ablations import ABLATIONS, ablation_preset
+    from gemkr.cli import mini_preset
+    from gemkr.selection import SelectorConfig
+    a, mini, grid = ABLATIONS["selector"], mini_preset(), ablation_preset()
+    assert mini.train.model.selector is not None and a.apply(mini, "on") == mini
+    assert a.apply(mini, "off").train.model.selector is None
+    assert a.apply(mini, "unsupervised").train.model.selector == dataclasses.replace(mini.train.model.selector,
+                                                                                     loss_weight=0.0)
+    assert grid.train.model.selector is None and a.apply(grid, "off") == grid     # the grid's first value: its own
+    assert a.apply(grid, "on").train.model.selector == SelectorConfig()
