@@ -86,6 +86,8 @@ def _check_selector_inputs(q, q_mask, boxes, region_mask, regions, content: bool
         raise ValueError(f"question embeddings (B, T, D) and mask (B, T) for {B} queries, got "
                          f"{tuple(q.shape)} and {tuple(q_mask.shape)}")
     if tuple(boxes.shape) != (B, N, 4): raise ValueError(f"boxes: expected (B, N, 4) = {(B, N, 4)}, got {tuple(boxes.shape)}")
+    if boxes.numel() and not (torch.isfinite(boxes).all() and boxes.min() >= 0 and boxes.max() <= 1):
+        raise ValueError("boxes: expected fractions of the image in [0, 1] (`normalise_boxes`), not pixels")
     if content and (regions is None or tuple(regions.shape[:2]) != (B, N)):
         raise ValueError("SelectorConfig.content=True needs the region features (B, N, d)")
 
@@ -114,6 +116,9 @@ def selected_features(weights: torch.Tensor, regions: torch.Tensor) -> torch.Ten
 def selection_loss(scores: torch.Tensor, targets) -> torch.Tensor:
     "Mean cross-entropy of `scores` (B, N) towards `targets` (B,) (-1 or None: no target); 0 when none has one."
     t = torch.tensor([-1 if x is None else int(x) for x in targets], device=scores.device)
+    if len(t) != len(scores): raise ValueError(f"{len(t)} targets for {len(scores)} queries")
     keep = t >= 0
     if not bool(keep.any()): return scores.sum() * 0.0                  # keeps the graph, adds nothing
+    if int(t.max()) >= scores.shape[1]: raise ValueError(f"a target slot {int(t.max())} beyond the {scores.shape[1]} regions")
+    if bool((scores[keep].gather(1, t[keep, None]) <= NEG / 2).any()): raise ValueError("a target slot is an absent region")
     return F.cross_entropy(scores[keep].float(), t[keep])
