@@ -123,10 +123,10 @@ def box_features(boxes: torch.Tensor) -> torch.Tensor:
     x0, y0, x1, y1 = boxes.unbind(-1)
     return torch.stack([x0, y0, x1, y1, (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)], dim=-1)
 
-def _check_boxes(boxes, B: int, N: int) -> torch.Tensor:
-    "Checked normalised `boxes` (B, N, 4) of `PrefixConfig.region_boxes`."
+def _check_boxes(boxes, B: int, N: int, needed_by: str = "PrefixConfig.region_boxes=True") -> torch.Tensor:
+    "Checked normalised `boxes` (B, N, 4) of the regions, which `needed_by` reads."
     if boxes is None:
-        raise ValueError("PrefixConfig.region_boxes=True needs the regions' boxes: boxes= (B, N, 4), fractions of "
+        raise ValueError(f"{needed_by} needs the regions' boxes: boxes= (B, N, 4), fractions of "
                          "the image (`normalise_boxes`)")
     if not torch.is_tensor(boxes) or tuple(boxes.shape) != (B, N, 4):
         got = tuple(boxes.shape) if torch.is_tensor(boxes) else type(boxes).__name__

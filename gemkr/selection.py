@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 from .core import check_float, check_int
-from .prefix import box_features, N_BOX_FEATURES
+from .prefix import box_features, N_BOX_FEATURES, _check_boxes
 
 # %% auto #0
-__all__ = ['MATCH_IOU', 'NEG', 'SelectorConfig', 'box_iou_naive', 'box_iou', 'target_slot', 'RegionSelector', 'selection_weights',
+__all__ = ['MATCH_IOU', 'NEG', 'SelectorConfig', 'box_iou_many', 'target_slot', 'RegionSelector', 'selection_weights',
            'selected_features', 'selection_loss']
 
 # %% ../nbs/07a_region_selection.ipynb #10caa391
@@ -37,16 +37,9 @@ class SelectorConfig:
 # %% ../nbs/07a_region_selection.ipynb #71ad68ab
 MATCH_IOU = 0.5   # a region is the question's picture when its box overlaps the picture's by more (mAP50's match)
 
-def box_iou_naive(a, b) -> float:
-    "IoU of two boxes (x0, y0, x1, y1), plain Python."
-    iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(iw, 0) * max(ih, 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
 # %% ../nbs/07a_region_selection.ipynb #d6a74db4
-def box_iou(boxes: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    "IoU of each of `boxes` (N, 4) with `box` (4,): (N,)."
+def box_iou_many(boxes: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    "IoU of each of `boxes` (N, 4) with `box` (4,): (N,) (`box_iou` of chapter 05, batched)."
     lo, hi = torch.maximum(boxes[:, :2], box[:2]), torch.minimum(boxes[:, 2:], box[2:])
     inter = (hi - lo).clamp(min=0).prod(-1)
     area = lambda b: (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
@@ -58,7 +51,7 @@ def target_slot(boxes: torch.Tensor, region_mask: torch.Tensor, target_box, min_
     target = torch.as_tensor(target_box, dtype=boxes.dtype)
     if boxes.ndim != 2 or boxes.shape[-1] != 4 or target.shape != (4,):
         raise ValueError(f"target_slot: boxes (N, 4) and one target box (4,), got {tuple(boxes.shape)} and {tuple(target.shape)}")
-    iou = box_iou(boxes, target) * region_mask
+    iou = box_iou_many(boxes, target) * region_mask
     if not len(iou) or float(iou.max()) <= min_iou: return None
     return int(iou.argmax())
 
@@ -85,9 +78,7 @@ def _check_selector_inputs(q, q_mask, boxes, region_mask, regions, content: bool
     if q.ndim != 3 or tuple(q_mask.shape) != tuple(q.shape[:2]) or q.shape[0] != B:
         raise ValueError(f"question embeddings (B, T, D) and mask (B, T) for {B} queries, got "
                          f"{tuple(q.shape)} and {tuple(q_mask.shape)}")
-    if tuple(boxes.shape) != (B, N, 4): raise ValueError(f"boxes: expected (B, N, 4) = {(B, N, 4)}, got {tuple(boxes.shape)}")
-    if boxes.numel() and not (torch.isfinite(boxes).all() and boxes.min() >= 0 and boxes.max() <= 1):
-        raise ValueError("boxes: expected fractions of the image in [0, 1] (`normalise_boxes`), not pixels")
+    _check_boxes(boxes, B, N, "the region selector")                    # chapter 06's check of normalised boxes
     if content and (regions is None or tuple(regions.shape[:2]) != (B, N)):
         raise ValueError("SelectorConfig.content=True needs the region features (B, N, d)")
 

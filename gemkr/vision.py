@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_vision.ipynb #8ebf822e
 from __future__ import annotations
-import contextlib, json, logging, math, os, random, re, shutil, sys, time, warnings
+import contextlib, itertools, json, logging, math, os, random, re, shutil, sys, time, warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -300,20 +300,25 @@ def _shrink(im: Image.Image, side: int) -> tuple[Image.Image, float]:
     return (im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.BICUBIC) if s < 1
             else im), s
 
+def _train_pictures(mini: MiniDataset, ids, n_scenes: int | None = None):
+    """(scene image, entity, box) of each picture of an entity in `ids` in the train scenes (the first `n_scenes`),
+    each scene's image loaded once, and only when it shows one."""
+    for q in [q for q in mini.queries if q.meta["split"] == "train"][:n_scenes]:
+        im = None
+        for e, box in zip(q.scene.entities, q.scene.boxes):
+            if e in ids:
+                im = im or load_image(q.image)
+                yield im, e, box
+
 def _scene_crops(mini: MiniDataset, ids: set, n: int) -> dict[str, list]:
     "Per entity: (crop around its box in a train scene, the box inside the crop), at most `n` in all."
-    out, count = {}, 0
-    for q in (q for q in mini.queries if q.meta["split"] == "train"):
-        if count >= n: break
-        im = None
-        for e, (x0, y0, x1, y1) in zip(q.scene.entities, q.scene.boxes):
-            if e not in ids or count >= n: continue
-            im = im or load_image(q.image)
-            m = (x1 - x0 + y1 - y0) // 8                                      # a margin of ~25% of the side
-            c = clip_box((x0 - m, y0 - m, x1 + m, y1 + m), im.size)
-            crop, s = _shrink(im.crop(c), round(64 * max(c[2] - c[0], c[3] - c[1]) / max(x1 - x0, y1 - y0)))
-            box = tuple(round((v - o) * s) for v, o in zip((x0, y0, x1, y1), c[:2] * 2))
-            out.setdefault(e, []).append((crop, box)); count += 1
+    out = {}
+    for im, e, (x0, y0, x1, y1) in itertools.islice(_train_pictures(mini, ids), n):
+        m = (x1 - x0 + y1 - y0) // 8                                          # a margin of ~25% of the side
+        c = clip_box((x0 - m, y0 - m, x1 + m, y1 + m), im.size)
+        crop, s = _shrink(im.crop(c), round(64 * max(c[2] - c[0], c[3] - c[1]) / max(x1 - x0, y1 - y0)))
+        box = tuple(round((v - o) * s) for v, o in zip((x0, y0, x1, y1), c[:2] * 2))
+        out.setdefault(e, []).append((crop, box))
     return out
 
 ALIGN_LOOSE = ((0.9, 1.3), 0.1)   # a loosened box: sides scaled by U(0.9, 1.3), centre moved by up to 10% of a side
@@ -324,17 +329,13 @@ def _box_crops(mini: MiniDataset, ids: Sequence[str], n_scenes: int, jitter: boo
     loosened box, `ALIGN_LOOSE`), and its entity's index in `ids`."""
     pos, crops, labels, rng = {e: i for i, e in enumerate(ids)}, [], [], random.Random(seed)
     (lo, hi), shift = ALIGN_LOOSE
-    for q in [q for q in mini.queries if q.meta["split"] == "train"][:n_scenes]:
-        im = None
-        for e, (x0, y0, x1, y1) in zip(q.scene.entities, q.scene.boxes):
-            if e not in pos: continue
-            im = im or load_image(q.image)
-            crops.append(crop_box(im, (x0, y0, x1, y1))); labels.append(pos[e])
-            if jitter:
-                s, w, h = rng.uniform(lo, hi), x1 - x0, y1 - y0
-                cx, cy = (x0 + x1) / 2 + rng.uniform(-shift, shift) * w, (y0 + y1) / 2 + rng.uniform(-shift, shift) * h
-                crops.append(crop_box(im, (cx - s * w / 2, cy - s * h / 2, cx + s * w / 2, cy + s * h / 2)))
-                labels.append(pos[e])
+    for im, e, (x0, y0, x1, y1) in _train_pictures(mini, pos, n_scenes):
+        crops.append(crop_box(im, (x0, y0, x1, y1))); labels.append(pos[e])
+        if jitter:
+            s, w, h = rng.uniform(lo, hi), x1 - x0, y1 - y0
+            cx, cy = (x0 + x1) / 2 + rng.uniform(-shift, shift) * w, (y0 + y1) / 2 + rng.uniform(-shift, shift) * h
+            crops.append(crop_box(im, (cx - s * w / 2, cy - s * h / 2, cx + s * w / 2, cy + s * h / 2)))
+            labels.append(pos[e])
     return crops, labels
 
 # %% ../nbs/05_vision.ipynb #5db75904
